@@ -1,0 +1,3 @@
+"""dockyard: a container image engine and registry."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Shared CLI plumbing: the store for this invocation and Docker's --format handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from dockyard.store.store import Store
+
+
+def store_from(ctx: click.Context) -> Store:
+    root = ctx.find_root().obj.get("root") if ctx.find_root().obj else None
+    return Store(Path(root) if root else None)
+
+
+def print_formatted(
+    records: list[dict[str, str]],
+    fmt: str | None,
+    columns: list[str],
+    headers: dict[str, str],
+    quiet_field: str | None = None,
+) -> None:
+    """Print rows as Docker's formatter does: the default table, ``table TEMPLATE``,
+    ``json``, or a raw Go template per row."""
+    from dockyard.cli.render import Table
+
+    out = sys.stdout
+    if quiet_field and not fmt:
+        out.write("".join(r[quiet_field] + "\n" for r in records))
+        return
+    if fmt == "json":
+        out.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        return
+    if fmt and fmt != "table":
+        from dockyard.cli.gotemplate import header_for, is_table, render
+
+        table, template = is_table(fmt)
+        if not table:
+            out.write("".join(render(template, r) + "\n" for r in records))
+            return
+        table = Table()
+        table.write(header_for(template, headers) + "\n")
+        for r in records:
+            table.write(render(template, r) + "\n")
+        out.write(table.render())
+        return
+    table = Table()
+    table.row(*(headers[c] for c in columns))
+    for r in records:
+        table.row(*(r[c] for c in columns))
+    out.write(table.render())
+
+
+__all__ = ["Path", "print_formatted", "store_from"]

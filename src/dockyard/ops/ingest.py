@@ -1,0 +1,177 @@
+"""Turn staged layers and a config into a recorded image: the one way images enter the store.
+
+Every blob is written to a staging dir, fsynced and hashed while it was
+copied; only after the config's diff_ids match the layers are the blobs
+renamed into place and the records written in one transaction. A process
+killed before that transaction leaves nothing visible but garbage blobs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dockyard import mediatypes
+from dockyard.archive.layer import LayerInfo, ingest_layer
+from dockyard.digest import Digest
+from dockyard.errors import ArchiveError, DigestMismatch
+from dockyard.oci.config import dumps
+from dockyard.oci.timefmt import parse_ns
+from dockyard.reference import Reference
+from dockyard.store.store import LayerRecord, NewImage, Store
+
+
+@dataclass
+class StagedLayer:
+    path: Path | None  # None when the store already had this layer
+    info: LayerInfo
+
+    def record(self) -> LayerRecord:
+        return LayerRecord(
+            diff_id=self.info.diff_id,
+            blob=self.info.diff_id,
+            content_size=self.info.content_size,
+            tar_size=self.info.tar_size,
+        )
+
+
+def stage_layer(store: Store, staging: Path, src: BinaryIO, what: str) -> StagedLayer:
+    """Copy a (possibly compressed) layer stream into staging as an uncompressed tar."""
+    fd, name = _mkstemp(staging, "layer")
+    with os.fdopen(fd, "wb") as f:
+        info = ingest_layer(src, f, what)
+        f.flush()
+        os.fsync(f.fileno())
+    path = Path(name)
+    if store.blobs.exists(info.diff_id):
+        path.unlink()
+        return StagedLayer(None, info)
+    final = staging / f"layer-{info.diff_id.hex}"
+    os.rename(path, final)
+    return StagedLayer(final, info)
+
+
+def _mkstemp(staging: Path, prefix: str) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix=prefix + "-", dir=staging)
+
+
+def parse_config(raw: bytes, what: str = "image config") -> dict[str, Any]:
+    try:
+        config = json.loads(raw)
+    except ValueError as e:
+        raise ArchiveError(f"{what}: invalid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise ArchiveError(f"{what}: not a JSON object")
+    rootfs = config.get("rootfs")
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
+        raise ArchiveError(f"{what}: no rootfs.diff_ids")
+    return config
+
+
+def oci_manifest(config_digest: str, config_size: int, layers: list[LayerRecord]) -> bytes:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "config": {
+            "mediaType": mediatypes.OCI_CONFIG,
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [
+            {"mediaType": mediatypes.OCI_LAYER_TAR, "digest": layer.blob, "size": layer.tar_size}
+            for layer in layers
+        ],
+    }
+    return dumps(manifest)
+
+
+@dataclass
+class PendingImage:
+    """An image whose blobs are staged and not yet visible."""
+
+    config_raw: bytes
+    layers: list[StagedLayer]
+    tags: list[Reference] = field(default_factory=list)
+    parent: str = ""
+    what: str = "image"
+
+    @property
+    def id(self) -> str:
+        return Digest.of_bytes(self.config_raw)
+
+
+def check_image(image: PendingImage) -> dict[str, Any]:
+    """Raise unless the config's diff_ids are exactly the staged layers."""
+    what = image.what
+    config = parse_config(image.config_raw, f"{what}: config")
+    diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+    got = [layer.info.diff_id for layer in image.layers]
+    if len(diff_ids) != len(got):
+        raise DigestMismatch(
+            f"{what}: config lists {len(diff_ids)} layers but the archive has {len(got)}"
+        )
+    for i, (want, have) in enumerate(zip(diff_ids, got, strict=True)):
+        if want != have:
+            raise DigestMismatch(
+                f"{what}: layer {i + 1} does not match its diff_id: "
+                f"config says {want}, content is {have}"
+            )
+    return config
+
+
+def commit_images(store: Store, staging: Path, images: list[PendingImage]) -> list[bool]:
+    """Check every image, then move all blobs into place and record all images in one
+    transaction. Returns, per image, whether it is new. Nothing changes if a check fails."""
+    configs = [check_image(image) for image in images]
+    news: list[NewImage] = []
+    for image, config in zip(images, configs, strict=True):
+        records = []
+        for layer in image.layers:
+            if layer.path is not None and layer.path.exists():
+                store.blobs.adopt(
+                    layer.path, layer.info.diff_id, layer.info.tar_size, verified=True
+                )
+            known = store.layer(layer.info.diff_id)
+            records.append(known if known is not None else layer.record())
+        image_id = store.blobs.put_bytes(image.config_raw, staging)
+        manifest_raw = oci_manifest(image_id, len(image.config_raw), records)
+        manifest = store.blobs.put_bytes(manifest_raw, staging)
+        created = str(config.get("created") or "")
+        labels = (config.get("config") or {}).get("Labels") or None
+        news.append(
+            NewImage(
+                id=image_id,
+                manifest=manifest,
+                created=created,
+                created_ts=parse_ns(created) / 1e9,
+                layers=records,
+                labels=labels if isinstance(labels, dict) else None,
+            )
+        )
+    store.blobs.sync()
+    out = []
+    with store.transaction() as conn:
+        for new in news:
+            out.append(store.add_image(conn, new))
+        for image in images:
+            if image.parent:
+                store.set_parent(conn, image.id, image.parent)
+            for ref in image.tags:
+                store.set_tag(conn, ref, image.id)
+    return out
+
+
+__all__ = [
+    "PendingImage",
+    "StagedLayer",
+    "check_image",
+    "commit_images",
+    "oci_manifest",
+    "parse_config",
+    "stage_layer",
+]
