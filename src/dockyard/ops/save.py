@@ -40,41 +40,30 @@ def select(store: Store, names: list[str]) -> list[_Selected]:
             entry.refs.append(ref)
 
     for name in names:
-        if is_full_id(name) or _looks_like_id(store, name):
+        if is_full_id(name):
             add(resolve_image(store, name), None)
             continue
-        ref = parse_normalized(name)
+        try:
+            ref = parse_normalized(name)
+        except DockyardError:
+            if not name.startswith("sha256:"):
+                raise
+            add(resolve_image(store, name), None)
+            continue
         if ref.tag is None and ref.digest is None:
             rows = store.conn.execute(
                 "SELECT tag, image FROM tags WHERE repo = ? ORDER BY tag", (ref.name,)
             ).fetchall()
-            if rows:
-                for tag, image_id in rows:
-                    add(image_id, ref.with_tag(tag))
-                continue
-            add(resolve_image(store, name), None)
+            for tag, image_id in rows:
+                add(image_id, ref.with_tag(tag))
+            if not rows:  # a bare name that no repository has: an ID prefix
+                add(resolve_image(store, name), None)
             continue
         image_id = store.lookup_ref(ref)
         if image_id is None:
             raise ReferenceDoesNotExist()
         add(image_id, ref if ref.tag is not None else None)
     return list(chosen.values())
-
-
-def _looks_like_id(store: Store, name: str) -> bool:
-    bare = name.removeprefix("sha256:")
-    if name.startswith("sha256:"):
-        return True
-    if ":" in name or "/" in name or "@" in name:
-        return False
-    ids = store.search_id(bare)
-    if not ids:
-        return False
-    try:
-        ref = parse_normalized(name)
-    except DockyardError:
-        return True
-    return store.lookup_ref(ref.with_tag("latest")) is None
 
 
 def save(store: Store, names: list[str], out: BinaryIO) -> None:
