@@ -17,6 +17,7 @@ BZIP2_MAGIC = b"BZh"
 # text-heavy filesystems compress about 5-10x, zero-filled files about 1000x.
 MAX_RATIO = 1000
 RATIO_GRACE = 64 << 20
+READINTO_MAX = 64 << 10
 
 
 class PeekReader(io.RawIOBase):
@@ -84,6 +85,14 @@ class CountingReader:
         data = self._raw.read(n)
         self.count += len(data)
         return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        # isal's gzip reader fills its buffer (512 KiB) with readinto; short reads
+        # keep the count close to what was decompressed, so the bomb guard fires early
+        view = memoryview(b).cast("B")[:READINTO_MAX]
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
     def readable(self) -> bool:
         return True

@@ -186,6 +186,7 @@ class TarReader:
             assert block is not None
             if block == b"\x00" * BLOCK:
                 # End of archive: one zero block, usually two, then padding.
+                self._second_end_block()
                 self.ended = True
                 return
             if not _checksum_ok(block):
@@ -250,6 +251,17 @@ class TarReader:
             yield header, stream
             self._skip(stream.remaining)
             self._skip(padded - size)
+
+    def _second_end_block(self) -> None:
+        """A lone zero block at EOF is accepted (as Go and GNU tar do); a partial
+        second block means the archive was cut short."""
+        block = self._src.read(BLOCK)
+        while block and len(block) < BLOCK:
+            more = self._src.read(BLOCK - len(block))
+            if not more:
+                raise ArchiveError(f"{self._what}: unexpected EOF (truncated tar archive)")
+            block += more
+        self.offset += len(block)
 
     def drain(self) -> None:
         """Read whatever follows the end-of-archive marker (hashing tees see it)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -32,20 +31,19 @@ def print_formatted(
         out.write("".join(r[quiet_field] + "\n" for r in records))
         return
     if fmt == "json":
-        out.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
-        return
+        fmt = "{{json .}}"
     if fmt and fmt != "table":
         from dockyard.cli.gotemplate import header_for, is_table, render
 
-        table, template = is_table(fmt)
-        if not table:
+        tabular, template = is_table(fmt)
+        if not tabular:
             out.write("".join(render(template, r) + "\n" for r in records))
             return
-        table = Table()
-        table.write(header_for(template, headers) + "\n")
+        custom = Table()
+        custom.write(header_for(template, headers) + "\n")
         for r in records:
-            table.write(render(template, r) + "\n")
-        out.write(table.render())
+            custom.write(render(template, r) + "\n")
+        out.write(custom.render())
         return
     table = Table()
     table.row(*(headers[c] for c in columns))
