@@ -5,6 +5,7 @@
 set -eu
 DEST=$1
 R=$(mktemp -d)
+chmod 755 "$R"
 trap 'rm -rf "$R"' EXIT
 mkdir -p "$R/bin" "$R/usr" "$R/etc" "$R/root" "$R/tmp" "$R/var/www" "$R/proc" "$R/sys" "$R/dev" "$R/home"
 chmod 1777 "$R/tmp"

@@ -269,7 +269,7 @@ def _inspect(
         from dockyard.cli.gotemplate import render
 
         for obj in found:
-            click.echo(render(fmt, obj))
+            click.echo(render(fmt, obj, escape_html=False))
     else:
         click.echo(_inspect_json(found))
     if errors:

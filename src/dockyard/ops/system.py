@@ -82,6 +82,23 @@ def check(store: Store, repair: bool = False) -> CheckReport:
         ).fetchone()[0]
         if orphans:
             report.problems.append(f"{orphans} layer records are used by no image")
+        # index.json is rewritten from the records after each commit; a process
+        # killed in between leaves it stale (and maybe its temp file behind).
+        with store.write_lock():
+            try:
+                listed = json.loads((store.root / "index.json").read_bytes())["manifests"]
+            except (OSError, ValueError, KeyError, TypeError):
+                listed = None
+            if listed != store.index_manifests():
+                report.problems.append("index.json does not match the image records")
+                if repair:
+                    store._write_index()
+                    report.repaired.append("rewrote index.json from the records")
+            for tmp in sorted(store.root.glob(".*.tmp")):
+                report.problems.append(f"leftover temp file {tmp.name}")
+                if repair:
+                    tmp.unlink(missing_ok=True)
+                    report.repaired.append(f"removed leftover temp file {tmp.name}")
         if repair:
             with store.transaction() as tx:
                 for image_id in broken:

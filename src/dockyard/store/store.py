@@ -333,6 +333,15 @@ class Store:
 
     def _write_index(self) -> None:
         """Rewrite index.json from the records (caller holds the write lock)."""
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": self.index_manifests(),
+        }
+        write_atomic(self.root / "index.json", json.dumps(index, separators=(",", ":")).encode())
+
+    def index_manifests(self) -> list[dict[str, object]]:
+        """The descriptors index.json must hold, as the records say."""
         conn = self.conn
         manifests = []
         sizes: dict[str, int] = {}
@@ -357,12 +366,7 @@ class Store:
                     "org.opencontainers.image.ref.name": f"{repo}:{tag}",
                 }
             manifests.append(desc)
-        index = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": manifests,
-        }
-        write_atomic(self.root / "index.json", json.dumps(index, separators=(",", ":")).encode())
+        return manifests
 
 
 def _now_rfc3339() -> str:

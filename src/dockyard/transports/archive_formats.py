@@ -149,7 +149,10 @@ def from_oci_index(contents: ArchiveContents, store: Store, staging: Path) -> li
             staged = contents.layer(store, staging, name)
             member = contents.get(name)
             if member.blob_digest() != ldigest:
-                raise DigestMismatch(f"archive: layer {ldigest}: content is {member.blob_digest()}")
+                raise DigestMismatch(
+                    f"archive: layer {ldigest}: content does not match its digest "
+                    f"(content is {member.blob_digest()})"
+                )
             size = layer_desc.get("size")
             if isinstance(size, int) and size != member.size:
                 raise DigestMismatch(f"archive: layer {ldigest}: size {member.size} is not {size}")
