@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dockyard.archive.compression import decompressed
 from dockyard.archive.tarstream import TarReader, safe_member_name
@@ -28,13 +28,14 @@ class _Tee:
     def __init__(self, src: BinaryIO, dst: BinaryIO | None) -> None:
         self._src = src
         self._dst = dst
-        self.hash = hashlib.sha256()
+        self.hash: Any = hashlib.sha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._src.read(n)
         if data:
-            self.hash.update(data)
+            if self.hash is not None:
+                self.hash.update(data)
             self.size += len(data)
             if self._dst is not None:
                 self._dst.write(data)
@@ -52,6 +53,8 @@ def ingest_layer(src: BinaryIO, dst: BinaryIO | None, what: str = "layer") -> La
     """
     outer = _Tee(src, None)
     plain, kind = decompressed(outer, what)  # type: ignore[arg-type]
+    if not kind:
+        outer.hash = None  # uncompressed: the inner tee's hash is the same; hash once
     tee = _Tee(plain, dst)
     reader = TarReader(tee, what)  # type: ignore[arg-type]
     content = 0

@@ -37,7 +37,7 @@ def save(ctx: click.Context, names: tuple[str, ...], output: str | None) -> None
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
         with open(tmp, "wb") as f:
-            save_images(store, list(names), f)
+            save_images(store, list(names), f, writeback=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)

@@ -66,7 +66,7 @@ def select(store: Store, names: list[str]) -> list[_Selected]:
     return list(chosen.values())
 
 
-def save(store: Store, names: list[str], out: BinaryIO) -> None:
+def save(store: Store, names: list[str], out: BinaryIO, writeback: bool = False) -> None:
     selected = select(store, names)
     if not selected:
         raise ImageNotFound(" ".join(names))
@@ -122,7 +122,7 @@ def save(store: Store, names: list[str], out: BinaryIO) -> None:
         "mediaType": mediatypes.OCI_INDEX,
         "manifests": index_manifests,
     }
-    tar = TarWriter(out)
+    tar = TarWriter(out, writeback=writeback)
     tar.add_dir("blobs")
     tar.add_dir("blobs/sha256")
     for digest in sorted(blobs, key=lambda d: Digest(d).hex):

@@ -1,0 +1,1 @@
+"""Containers: OCI runtime spec, runc, the per-container monitor, networking."""
