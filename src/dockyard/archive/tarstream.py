@@ -35,6 +35,8 @@ class TarHeader:
     gid: int = 0
     mtime: float = 0.0
     pax: dict[str, str] = field(default_factory=dict)
+    devmajor: int = 0  # character and block devices ('3', '4')
+    devminor: int = 0
 
     @property
     def is_file(self) -> bool:
@@ -244,6 +246,8 @@ class TarReader:
                 if "mtime" in merged
                 else float(_number(block[136:148], self._what)),
                 pax=merged,
+                devmajor=_number(block[329:337], self._what) if typeflag in (b"3", b"4") else 0,
+                devminor=_number(block[337:345], self._what) if typeflag in (b"3", b"4") else 0,
             )
             long_name = long_link = None
             pax = {}

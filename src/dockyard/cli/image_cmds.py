@@ -240,16 +240,24 @@ def inspect(
     _inspect(ctx, names, fmt, type_ or "", generic=type_ is None)
 
 
-def _inspect(
-    ctx: click.Context, names: tuple[str, ...], fmt: str | None, type_: str, generic: bool
-) -> None:
+def _inspect(ctx: click.Context, names: tuple[str, ...], fmt: str | None, type_: str,
+             generic: bool) -> None:
+    """Docker's inspect: containers first, then images (or only the ``--type`` asked for)."""
     from dockyard.ops.images import inspect_image
     from dockyard.ops.lookup import find_image
 
     store = store_from(ctx)
+    containers: dict[str, Any] = {}
+    if type_ in ("", "container") and (store.root / "dockyard.db").exists():
+        from dockyard.cli.container_cmds import inspect_containers
+
+        containers = dict(inspect_containers(store, list(names))[0])
     found: list[Any] = []
     errors: list[str] = []
     for name in names:
+        if name in containers:
+            found.append(containers[name])
+            continue
         image_id = None
         if type_ in ("", "image"):
             try:

@@ -100,3 +100,104 @@ def version() -> None:
     click.echo(f"dockyard version {__version__}")
     click.echo(f" Python:  {platform.python_version()}")
     click.echo(f" OS/Arch: linux/{platform.machine()}")
+
+
+@click.command("info")
+@click.option("-f", "--format", "fmt", help="Format the output using the given Go template")
+@click.pass_context
+def info(ctx: click.Context, fmt: str | None) -> None:
+    """Display system-wide information"""
+    import json
+    import os
+    import platform
+    import subprocess
+
+    from dockyard import __version__
+    from dockyard.ops import container_records
+    from dockyard.ops.containers import RUNC, driver_for
+
+    store = store_from(ctx)
+    containers = container_records.all_containers(store)
+    running = sum(1 for c in containers if c.state.get("Running") and not c.state.get("Paused"))
+    paused = sum(1 for c in containers if c.state.get("Paused"))
+    images = store.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    driver = driver_for(store)
+    runc_version = ""
+    try:
+        out = subprocess.run([RUNC, "--version"], capture_output=True, text=True, check=False)
+        runc_version = out.stdout.split("\n")[0].split()[-1]
+    except OSError:
+        pass
+    os_name = "linux"
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    os_name = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cgroup_version = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+    data = {
+        "Containers": len(containers),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": len(containers) - running - paused,
+        "Images": images,
+        "Driver": driver.name,
+        "DriverStatus": [list(kv) for kv in driver.status()],
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version,
+        "KernelVersion": platform.release(),
+        "OperatingSystem": os_name,
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "NCPU": os.cpu_count(),
+        "MemTotal": mem,
+        "DockerRootDir": str(store.root),
+        "ServerVersion": f"dockyard {__version__}",
+        "DefaultRuntime": "runc",
+        "RuncVersion": runc_version,
+    }
+    if fmt:
+        from dockyard.cli.gotemplate import render
+
+        click.echo(render(fmt, data, escape_html=False) if fmt != "json" else json.dumps(data))
+        return
+    lines = [
+        "Server:",
+        f" Containers: {data['Containers']}",
+        f"  Running: {running}",
+        f"  Paused: {paused}",
+        f"  Stopped: {data['ContainersStopped']}",
+        f" Images: {images}",
+        f" Server Version: {data['ServerVersion']}",
+        f" Storage Driver: {driver.name}",
+        *(f"  {k}: {v}" for k, v in driver.status()),
+        " Logging Driver: json-file",
+        " Cgroup Driver: cgroupfs",
+        f" Cgroup Version: {cgroup_version}",
+        " Runtimes: runc",
+        " Default Runtime: runc",
+        f" runc version: {runc_version}",
+        f" Kernel Version: {data['KernelVersion']}",
+        f" Operating System: {os_name}",
+        " OSType: linux",
+        f" Architecture: {data['Architecture']}",
+        f" CPUs: {data['NCPU']}",
+        f" Total Memory: {_binary(mem)}",
+        f" Name: {platform.node()}",
+        f" Docker Root Dir: {store.root}",
+    ]
+    click.echo("\n".join(lines))
+
+
+def _binary(n: int) -> str:
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    value = float(n)
+    i = 0
+    while value >= 1024 and i < len(units) - 1:
+        value /= 1024
+        i += 1
+    return f"{value:.4g}{units[i]}"

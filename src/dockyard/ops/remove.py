@@ -76,8 +76,10 @@ def _unref(conn: sqlite3.Connection, ref: Reference) -> None:
 
 
 def containers_using(store: Store, image_id: str) -> list[tuple[str, bool]]:
-    """(container ID, running) of containers made from the image; none until containers exist."""
-    return []
+    """(container ID, running) of the containers made from the image."""
+    from dockyard.ops.containers import containers_using_image
+
+    return containers_using_image(store, image_id)
 
 
 def _conflict(image_id: str, hard: bool, message: str) -> Conflict:

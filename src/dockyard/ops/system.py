@@ -172,6 +172,8 @@ def prune_images(store: Store, all_images: bool = False) -> tuple[list[str], int
     while True:
         images = records.load_images(conn)
         parents = {i.parent for i in images if i.parent}
+        used = {r[0] for r in conn.execute("SELECT DISTINCT image FROM containers")}
+        images = [i for i in images if i.id not in used]
         if all_images:
             victims = [i for i in images if i.id not in parents]
         else:

@@ -47,7 +47,22 @@ CREATE TABLE IF NOT EXISTS repo_digests(
 );
 CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image);
 CREATE INDEX IF NOT EXISTS images_parent ON images(parent);
+CREATE TABLE IF NOT EXISTS containers(
+    id TEXT PRIMARY KEY,              -- 64 hex
+    name TEXT NOT NULL UNIQUE,        -- without Docker's leading "/"
+    image TEXT NOT NULL,              -- image ID the container was made from
+    image_name TEXT NOT NULL,         -- as the user named it
+    created TEXT NOT NULL,
+    driver TEXT NOT NULL,
+    chain TEXT NOT NULL DEFAULT '',   -- chain ID hex of the image's top layer
+    config TEXT NOT NULL,             -- JSON: Docker's container Config
+    host_config TEXT NOT NULL,        -- JSON: HostConfig
+    state TEXT NOT NULL,              -- JSON: State
+    network TEXT                      -- JSON: the endpoint (IP, gateway, ports)
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image);
 """
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -74,11 +89,13 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
-                conn.executescript("BEGIN;" + SCHEMA + "PRAGMA user_version=1; COMMIT;")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                conn.executescript(
+                    f"BEGIN;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
             else:
                 conn.execute("COMMIT")
         except BaseException:

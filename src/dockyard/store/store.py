@@ -73,7 +73,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 class Store:
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        self.root = (Path(root) if root is not None else default_root()).absolute()
         self.blobs = BlobStore(self.root)
         self._conn: sqlite3.Connection | None = None
 
