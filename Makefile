@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages: the test base image (busybox-static), the peers the interop tests drive
 # (docker.io, podman, skopeo, umoci, docker-registry, runc) and compression tools.
 APT_PACKAGES := busybox-static docker.io podman skopeo umoci docker-registry runc \
-	zstd xz-utils tar tmux btrfs-progs debootstrap hyperfine
+	zstd xz-utils tar tmux btrfs-progs debootstrap hyperfine curl iproute2 procps wrk
 
 .PHONY: all setup apt venv demo test lint typecheck unit bench clean
 

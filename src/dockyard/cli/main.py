@@ -71,11 +71,19 @@ class LazyGroup(click.Group):
     type=click.Path(file_okay=False),
     help="Store root (default /var/lib/dockyard for root, $XDG_DATA_HOME/dockyard otherwise).",
 )
+@click.option(
+    "--storage-driver",
+    "-s",
+    envvar="DOCKYARD_STORAGE_DRIVER",
+    type=click.Choice(["overlay", "overlay2", "btrfs", "vfs"]),
+    help="Storage driver (default: config.json's storage-driver, else btrfs on btrfs, "
+    "else overlay, else vfs).",
+)
 @click.version_option(package_name="dockyard", prog_name="dockyard")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None) -> None:
+def cli(ctx: click.Context, root: str | None, storage_driver: str | None) -> None:
     """A container image engine: Docker's image verbs, no daemon."""
-    ctx.obj = {"root": root}
+    ctx.obj = {"root": root, "storage_driver": storage_driver}
 
 
 def main(argv: list[str] | None = None) -> Any:

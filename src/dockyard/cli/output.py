@@ -11,8 +11,9 @@ from dockyard.store.store import Store
 
 
 def store_from(ctx: click.Context) -> Store:
-    root = ctx.find_root().obj.get("root") if ctx.find_root().obj else None
-    return Store(Path(root) if root else None)
+    obj = ctx.find_root().obj or {}
+    root = obj.get("root")
+    return Store(Path(root) if root else None, obj.get("storage_driver"))
 
 
 def print_formatted(

@@ -63,7 +63,7 @@ class RunOptions:
 def driver_for(store: Store) -> StorageDriver:
     from dockyard.drivers.select import open_driver
 
-    return open_driver(store.root, None)
+    return open_driver(store.root, store.driver_name)
 
 
 def ensure_layers(store: Store, driver: StorageDriver, image_id: str) -> str:

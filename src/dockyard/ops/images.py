@@ -173,10 +173,25 @@ def inspect_image(store: Store, image_id: str) -> dict[str, Any]:
         out["OsVersion"] = config["os.version"]
     out["Size"] = image.size
     out["VirtualSize"] = image.size
-    out["GraphDriver"] = {"Data": None, "Name": "dockyard"}
+    out["GraphDriver"] = _graph_driver(store, image.diff_ids)
     out["RootFS"] = {"Type": "layers", "Layers": list(image.diff_ids)}
     out["Metadata"] = {"LastTagTime": image.last_tag_time or "0001-01-01T00:00:00Z"}
     return out
+
+
+def _graph_driver(store: Store, diff_ids: list[str]) -> dict[str, Any]:
+    """The storage driver's view of the image; Data stays null until the layers are
+    unpacked (dockyard unpacks at first run, not at load)."""
+    from dockyard.drivers.select import open_driver
+    from dockyard.store.store import chain_ids
+
+    try:
+        driver = open_driver(store.root, store.driver_name)
+    except Exception:  # no usable driver here: inspect still works
+        return {"Data": None, "Name": ""}
+    chain = chain_ids(diff_ids)[-1].removeprefix("sha256:") if diff_ids else ""
+    data = driver.graph_data(None, chain) if chain and driver.has_layer(chain) else None
+    return {"Data": data or None, "Name": driver.name}
 
 
 @dataclass

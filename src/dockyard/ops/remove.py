@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 
-from dockyard.errors import Conflict, ImageNotFound, InvalidArgument
+from dockyard.errors import Conflict, DockyardError, ImageNotFound, InvalidArgument
 from dockyard.ops.lookup import find_image, not_found_name, resolve_image
 from dockyard.reference import Reference, is_full_id, parse_normalized, parse_with_default_tag
 from dockyard.store import records
@@ -127,7 +128,31 @@ def remove_image(store: Store, name: str, force: bool = False, prune: bool = Tru
                 out.append(f"Untagged: {r.familiar()}")
         _delete_helper(conn, store, image_id, force, prune, removed_ref, out)
     store.sweep()
+    release_driver_layers(store, [line[len("Deleted: "):] for line in out
+                                  if line.startswith("Deleted: ")])
     return out
+
+
+def release_driver_layers(store: Store, chains: list[str]) -> None:
+    """Remove unpacked layers (and their init layers) that no image uses any more;
+    a layer still under a container or another layer stays (the driver refuses)."""
+    import hashlib
+
+    from dockyard.drivers.select import in_use, open_driver
+
+    if not chains or not in_use(store.root):
+        return
+    try:
+        driver = open_driver(store.root, store.driver_name)
+    except DockyardError:
+        return
+    for chain in chains:
+        key = chain.removeprefix("sha256:")
+        init = hashlib.sha256(f"dockyard-init:{key}".encode()).hexdigest()
+        for layer in (init, key):
+            if driver.has_layer(layer):
+                with contextlib.suppress(DockyardError):
+                    driver.remove_layer(layer)
 
 
 def _is_id_prefix(image_id: str, name: str) -> bool:

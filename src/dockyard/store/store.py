@@ -72,8 +72,9 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 
 class Store:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, driver_name: str | None = None) -> None:
         self.root = (Path(root) if root is not None else default_root()).absolute()
+        self.driver_name = driver_name  # --storage-driver; None: config file, env, detection
         self.blobs = BlobStore(self.root)
         self._conn: sqlite3.Connection | None = None
 
