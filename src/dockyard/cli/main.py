@@ -47,6 +47,7 @@ COMMANDS = {
     "diff": "container_cmds:diff",
     "commit": "container_cmds:commit",
     "container": "container_cmds:container_group",
+    "registry": "registry_cmds:registry",
 }
 HIDDEN_ALIASES: dict[str, str] = {}
 
