@@ -48,6 +48,11 @@ COMMANDS = {
     "commit": "container_cmds:commit",
     "container": "container_cmds:container_group",
     "registry": "registry_cmds:registry",
+    "login": "registry_client_cmds:login",
+    "logout": "registry_client_cmds:logout",
+    "push": "registry_client_cmds:push",
+    "pull": "registry_client_cmds:pull",
+    "search": "registry_client_cmds:search",
 }
 HIDDEN_ALIASES: dict[str, str] = {}
 

@@ -99,6 +99,7 @@ class PendingImage:
     tags: list[Reference] = field(default_factory=list)
     parent: str = ""
     what: str = "image"
+    digests: list[Reference] = field(default_factory=list)  # name@digest (RepoDigests)
 
     @property
     def id(self) -> str:
@@ -163,6 +164,8 @@ def commit_images(store: Store, staging: Path, images: list[PendingImage]) -> li
                 store.set_parent(conn, image.id, image.parent)
             for ref in image.tags:
                 store.set_tag(conn, ref, image.id)
+            for ref in image.digests:
+                store.add_repo_digest(conn, ref, image.id)
     return out
 
 

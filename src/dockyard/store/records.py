@@ -61,8 +61,19 @@ CREATE TABLE IF NOT EXISTS containers(
     network TEXT                      -- JSON: the endpoint (IP, gateway, ports)
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image);
+CREATE TABLE IF NOT EXISTS layer_sources(  -- where a layer's compressed form is known to be
+    diff_id TEXT NOT NULL,            -- the uncompressed layer (layers.diff_id)
+    digest TEXT NOT NULL,             -- digest of the compressed blob
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    registry TEXT NOT NULL,           -- API host[:port]; '' = compressed here by a push
+    repo TEXT NOT NULL,               -- repository path on that registry; '' with registry ''
+    seen REAL NOT NULL,
+    PRIMARY KEY(diff_id, digest, registry, repo)
+);
+CREATE INDEX IF NOT EXISTS layer_sources_digest ON layer_sources(digest);
 """
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass

@@ -6,6 +6,7 @@ Layout under the root::
     blobs/sha256/<hex>       configs, manifests and uncompressed layer tars
     dockyard.db              records (SQLite, WAL)
     tmp/op-*/                staging of running operations (garbage once their lock is free)
+    tmp/pull/, tmp/push/     partial downloads and upload sessions, kept to resume
     lock, gc.lock            see store.locks
 """
 
@@ -30,6 +31,9 @@ from dockyard.store.blobs import BlobStore, fsync_dir, write_atomic
 from dockyard.store.locks import flocked, try_flocked
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+# tmp/ dirs that outlive an operation on purpose: partial downloads and upload
+# sessions kept so that an interrupted pull or push resumes (distribution.*)
+RESUME_DIRS = ("pull", "push")
 
 
 def default_root() -> Path:
@@ -133,6 +137,8 @@ class Store:
         if not tmp.exists():
             return out
         for entry in sorted(tmp.iterdir()):
+            if entry.name in RESUME_DIRS and entry.is_dir():
+                continue
             lock = entry / ".lock"
             if not entry.is_dir() or not lock.exists():
                 out.append(entry)

@@ -1,0 +1,166 @@
+"""Deterministic, parallel layer compression for pushes.
+
+gzip is written like pigz: the input is cut into fixed 1 MiB blocks, each
+block is deflated on its own thread (isal releases the GIL) with the previous
+32 KiB as its dictionary and ends with a sync flush, and the pieces are joined
+into one gzip member (header mtime 0, no name, OS 255; CRC combined). zstd uses
+libzstd's worker threads, whose output does not depend on the number of workers
+(at least one worker is always used: single-threaded mode writes other frames).
+Either way the same layer gives the same bytes, hence the same digest, on every
+run and with any number of threads; output is hashed while it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO, cast
+
+from dockyard import mediatypes
+from dockyard.digest import Digest, Sized
+
+GZIP_LEVEL = 2  # isal levels are 0-3; 1 and 2 are the fast ones
+ZSTD_LEVEL = 3
+BLOCK = 1 << 20
+WINDOW = 32 << 10
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no flags, mtime 0, OS unknown
+
+COMPRESSIONS = ("gzip", "zstd")
+
+
+def layer_media_type(kind: str) -> str:
+    """The layer media type a push writes: Docker schema2 for gzip, OCI for zstd."""
+    return mediatypes.DOCKER_LAYER_GZIP if kind == "gzip" else mediatypes.OCI_LAYER_ZSTD
+
+
+def compression_of(media_type: str) -> str:
+    if media_type.endswith("zstd"):
+        return "zstd"
+    if media_type.endswith("gzip"):
+        return "gzip"
+    return ""
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+class _HashingWriter:
+    def __init__(self, dst: BinaryIO, progress: Callable[[int], None] | None) -> None:
+        self.dst = dst
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.progress = progress
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.dst.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.dst.flush()
+
+    def result(self) -> Sized:
+        return Sized(Digest("sha256:" + self.hash.hexdigest()), self.size)
+
+
+def _deflate(data: bytes, dictionary: bytes, last: bool) -> tuple[bytes, int, int]:
+    from isal import isal_zlib
+
+    if dictionary:
+        c = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, -15, 9, 0, dictionary)
+    else:
+        c = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+    return out, isal_zlib.crc32(data), len(data)
+
+
+def _gzip(
+    src: BinaryIO, out: _HashingWriter, threads: int, consumed: Callable[[int], None]
+) -> None:
+    from isal import isal_zlib
+
+    out.write(GZIP_HEADER)
+    crc = 0
+    total = 0
+    pending: deque[Future[tuple[bytes, int, int]]] = deque()
+
+    def drain(keep: int) -> None:
+        nonlocal crc, total
+        while len(pending) > keep:
+            data, block_crc, n = pending.popleft().result()
+            out.write(data)
+            crc = isal_zlib.crc32_combine(crc, block_crc, n) if total else block_crc
+            total += n
+            consumed(n)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip") as pool:
+        previous = b""
+        block = src.read(BLOCK)
+        while True:
+            following = src.read(BLOCK) if block else b""
+            last = not following
+            pending.append(pool.submit(_deflate, block, previous[-WINDOW:], last))
+            drain(2 * threads)
+            if last:
+                break
+            previous, block = block, following
+        drain(0)
+    out.write(struct.pack("<II", crc & 0xFFFFFFFF, total & 0xFFFFFFFF))
+
+
+def _zstd(
+    src: BinaryIO, out: _HashingWriter, threads: int, size: int, consumed: Callable[[int], None]
+) -> None:
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=max(1, threads))
+    writer: Any = cctx.stream_writer(
+        cast(BinaryIO, out), size=size if size >= 0 else -1, closefd=False
+    )
+    while data := src.read(BLOCK):
+        writer.write(data)
+        consumed(len(data))
+    writer.flush(zstandard.FLUSH_FRAME)
+    writer.close()
+
+
+def compress(
+    src: BinaryIO,
+    dst: BinaryIO,
+    kind: str,
+    size: int = -1,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Sized:
+    """Compress ``src`` into ``dst``; returns the compressed digest and size.
+
+    ``size`` (the input's length, if known) goes into zstd's frame header.
+    ``progress`` is called with the number of input bytes consumed so far.
+    """
+    writer = _HashingWriter(dst, None)
+    n_threads = threads if threads is not None else default_threads()
+    done = 0
+
+    def consumed(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done)
+
+    if kind == "gzip":
+        _gzip(src, writer, n_threads, consumed)
+    elif kind == "zstd":
+        _zstd(src, writer, n_threads, size, consumed)
+    else:
+        raise ValueError(f"unknown compression {kind!r}")
+    writer.flush()
+    return writer.result()
