@@ -485,6 +485,43 @@ def dir_layer_tar(src: Path, dest: Path, arcname: str) -> Path:
     return dest
 
 
+def base_archives(
+    workdir: Path, work: dict[str, Path], quick: bool
+) -> tuple[dict[str, Archive], str]:
+    """The archives of busybox, debian and the 2-layer big image, cached in workdir/archives.
+
+    The big image is "fat" (debian-minbase + the fat payload under payload/), or
+    with quick its stand-in "debian+busybox"; returns the archives and that name.
+    Shared with bench/containers.py (the same files, so the same cache).
+    """
+    log("hashing layers, checking the cached archives")
+    archives_dir = workdir / "archives"
+    archives_dir.mkdir(parents=True, exist_ok=True)
+    busybox_layer = file_layer(work["busybox"], "busybox rootfs (make.sh busybox)")
+    debian_layer = file_layer(work["debian"], "debootstrap --variant=minbase (make.sh debian)")
+    archives: dict[str, Archive] = {
+        "busybox": cached_archive(
+            archives_dir / "busybox.tar", [ArchiveImage(("bench/busybox:latest",),
+                                                        (busybox_layer,))]),
+        "debian": cached_archive(
+            archives_dir / "debian.tar", [ArchiveImage(("bench/debian:latest",),
+                                                       (debian_layer,), ("/bin/bash",))]),
+    }  # fmt: skip
+    if quick:  # a 2-layer stand-in for the fat image: debian + busybox
+        big_name = "debian+busybox"
+        second = busybox_layer
+    else:
+        big_name = "fat"
+        payload = dir_layer_tar(work["fat"], archives_dir / "payload-layer.tar", "payload")
+        second = file_layer(payload, "ADD fat-payload/ /payload")
+    archives[big_name] = cached_archive(
+        archives_dir / f"{big_name.replace('+', '-')}.tar",
+        [ArchiveImage((f"bench/{big_name.replace('+', '-')}:latest",),
+                      (debian_layer, second), ("/bin/bash",))],
+    )  # fmt: skip
+    return archives, big_name
+
+
 def tiny_layer(i: int) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -738,13 +775,13 @@ class Bench:
 
 
 def start_engines(
-    names: Sequence[str], workdir: Path, results: Results, engines: dict[str, Engine]
-) -> None:
+    names: Sequence[str], workdir: Path, results: Results, engines: dict[str, Engine],
+    makers: dict[str, Callable[[Path], Engine]] | None = None,
+) -> None:  # fmt: skip
     """Start each engine into engines (filled as they come up, so a caller's finally
     can close the ones that started even when a later one is interrupted)."""
-    makers: dict[str, Callable[[Path], Engine]] = {
-        "dockyard": Dockyard, "docker": Docker, "podman": Podman,
-    }  # fmt: skip
+    if makers is None:
+        makers = {"dockyard": Dockyard, "docker": Docker, "podman": Podman}
     for name in names:
         engine: Engine | None = None
         try:
@@ -841,32 +878,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = ensure_workloads(workdir, wants, args.workloads_from)
 
     # the archives every engine loads
-    log("hashing layers, checking the cached archives")
-    archives_dir = workdir / "archives"
-    archives_dir.mkdir(parents=True, exist_ok=True)
-    busybox_layer = file_layer(work["busybox"], "busybox rootfs (make.sh busybox)")
-    debian_layer = file_layer(work["debian"], "debootstrap --variant=minbase (make.sh debian)")
-    archives: dict[str, Archive] = {
-        "busybox": cached_archive(
-            archives_dir / "busybox.tar", [ArchiveImage(("bench/busybox:latest",),
-                                                        (busybox_layer,))]),
-        "debian": cached_archive(
-            archives_dir / "debian.tar", [ArchiveImage(("bench/debian:latest",),
-                                                       (debian_layer,), ("/bin/bash",))]),
-    }  # fmt: skip
-    if args.quick:  # a 2-layer stand-in for the fat image: debian + busybox
-        big_name = "debian+busybox"
-        second = busybox_layer
-    else:
-        big_name = "fat"
-        payload = dir_layer_tar(work["fat"], archives_dir / "payload-layer.tar", "payload")
-        second = file_layer(payload, "ADD fat-payload/ /payload")
-    archives[big_name] = cached_archive(
-        archives_dir / f"{big_name.replace('+', '-')}.tar",
-        [ArchiveImage((f"bench/{big_name.replace('+', '-')}:latest",),
-                      (debian_layer, second), ("/bin/bash",))],
-    )  # fmt: skip
+    archives, big_name = base_archives(workdir, work, args.quick)
     big = archives[big_name]
+    archives_dir = workdir / "archives"
     small_images = cached_archive(archives_dir / "tiny-3.tar", tiny_images(3))
     many_images = cached_archive(
         archives_dir / f"tiny-{args.images_n}.tar", tiny_images(args.images_n)

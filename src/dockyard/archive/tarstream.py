@@ -152,6 +152,11 @@ class TarReader:
         return data
 
     def _skip(self, n: int) -> None:
+        seek = getattr(self._src, "seek", None)
+        if n > 0 and seek is not None and getattr(self._src, "seekable", lambda: False)():
+            seek(n, 1)  # a regular file: no need to read what is skipped
+            self.offset += n
+            return
         while n > 0:
             k = min(n, CHUNK)
             self._read_exact(k)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import threading
+import tempfile
+from pathlib import Path
 from typing import Any, BinaryIO
 
+from dockyard.archive.layer import LayerInfo
+from dockyard.archive.tarstream import TarReader
+from dockyard.archive.tarwrite import start_writeback
+from dockyard.digest import Digest
 from dockyard.errors import DockyardError
 from dockyard.oci.config import container_config, image_config_bytes
 from dockyard.oci.timefmt import format_ns, now_ns
@@ -15,7 +21,7 @@ from dockyard.ops import container_records as records
 from dockyard.ops.changes import apply_changes
 from dockyard.ops.container_records import Container
 from dockyard.ops.containers import _runc, driver_for, reconcile
-from dockyard.ops.ingest import PendingImage, StagedLayer, commit_images, stage_layer
+from dockyard.ops.ingest import PendingImage, StagedLayer, commit_images
 from dockyard.reference import Reference
 from dockyard.store.store import Store
 
@@ -23,29 +29,67 @@ from dockyard.store.store import Store
 EMPTY_TAR_DIGEST = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 
 
-def _stage_diff(store: Store, staging: Any, container: Container) -> StagedLayer:
-    """Stream the driver's diff through a pipe into staging, hashing on the way."""
+class _HashingFile:
+    """The staging file the driver's diff is written into, hashed on the way.
+
+    It has no fileno on purpose: the tar writer then copies file data through
+    write(), so every byte is hashed; starting writeback as it goes keeps the final
+    fsync short."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self._unsynced = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.hash.update(data)
+        n = self._f.write(data)
+        self.size += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= 32 << 20:
+            self._f.flush()
+            start_writeback(self._f.fileno())
+            self._unsynced = 0
+        return n
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _content_size(path: Path) -> tuple[int, int]:
+    """(Docker's layer size, entries) of a tar we wrote ourselves: headers only."""
+    size = entries = 0
+    with open(path, "rb") as f:
+        for header, _data in TarReader(f, "diff"):
+            entries += 1
+            if header.is_file:
+                size += header.size
+            elif header.is_symlink:
+                size += len(header.linkname.encode("utf-8", "surrogateescape"))
+    return size, entries
+
+
+def _stage_diff(store: Store, staging: Path, container: Container) -> StagedLayer:
+    """Write the driver's diff straight into a staging file, hashing while writing
+    (one pass, no pipe: the tar is ours, so it is not parsed again on the way in)."""
     driver = driver_for(store)
-    read_fd, write_fd = os.pipe()
-    errors: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
-                driver.diff(container.id, out)
-        except BaseException as e:  # reported by the consumer
-            errors.append(e)
-
-    thread = threading.Thread(target=produce, name="diff", daemon=True)
-    thread.start()
-    try:
-        with os.fdopen(read_fd, "rb", buffering=1 << 20) as src:
-            staged = stage_layer(store, staging, src, f"container {container.short_id} diff")
-    finally:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return staged
+    fd, name = tempfile.mkstemp(prefix="diff-", dir=staging)
+    path = Path(name)
+    with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+        out = _HashingFile(f)
+        driver.diff(container.id, out)  # type: ignore[arg-type]
+        f.flush()
+        os.fsync(f.fileno())
+    diff_id = Digest("sha256:" + out.hash.hexdigest())
+    content, entries = _content_size(path)
+    info = LayerInfo(diff_id, out.size, content, entries, "", None, out.size)
+    if store.blobs.exists(diff_id):
+        path.unlink()
+        return StagedLayer(None, info)
+    final = staging / f"layer-{diff_id.hex}"
+    os.rename(path, final)
+    return StagedLayer(final, info)
 
 
 def commit(
