@@ -3,8 +3,10 @@ wait, pause, unpause, top, port, rename, diff, commit, and the ``container`` gro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import click
 
 from dockyard.cli.errors import CliError, daemon_error, fail
 from dockyard.cli.output import print_formatted, store_from
-from dockyard.errors import DockyardError, InvalidArgument, InvalidReference
+from dockyard.errors import ContainerNotFound, DockyardError, InvalidArgument, InvalidReference
 from dockyard.ops import container_records as records
 from dockyard.ops.container_records import Container
 from dockyard.store.store import Store
@@ -83,7 +85,13 @@ def _create(
     ctx: click.Context, image: str, command: tuple[str, ...], kw: dict[str, Any], attach: bool
 ) -> Container:
     from dockyard.ops.containers import create
+    from dockyard.runtime.ports import parse_publish_all
 
+    see = f"See 'dockyard {ctx.info_name or 'run'} --help'."  # run or create
+    try:  # Docker's CLI parses -p itself: its errors are not the daemon's
+        parse_publish_all(kw["publish"])
+    except DockyardError as e:
+        raise CliError(f"dockyard: {_sentence(e.message)}\n{see}", 125) from e
     store = store_from(ctx)
     opts = _run_options(
         name=kw["name"],
@@ -106,18 +114,24 @@ def _create(
     try:
         return create(store, image, opts)
     except InvalidReference as e:
-        raise CliError(f"docker: {e.message}.\nSee 'docker run --help'.", 125) from e
+        raise CliError(f"dockyard: {_sentence(e.message)}\n{see}", 125) from e
     except DockyardError as e:
         if "No such image" in e.message:
             raise CliError(
                 f"Unable to find image '{_with_tag(image)}' locally\n"
-                f"dockyard: Error response from daemon: {e.message}.\n"
-                "See 'dockyard run --help'.",
+                f"dockyard: Error response from daemon: {_sentence(e.message)}\n"
+                f"{see}",
                 125,
             ) from e
         raise CliError(
-            f"dockyard: Error response from daemon: {e.message}.\nSee 'dockyard run --help'.", 125
+            f"dockyard: Error response from daemon: {_sentence(e.message)}\n{see}",
+            125,
         ) from e
+
+
+def _sentence(message: str) -> str:
+    """Docker's reportError: the message with exactly one trailing period."""
+    return message.removesuffix(".") + "."
 
 
 def _with_tag(image: str) -> str:
@@ -146,13 +160,26 @@ def run(ctx: click.Context, /, image: str, command: tuple[str, ...], **kw: Any) 
         try:
             start(store, container)
         except DockyardError as e:
+            _remove_after_failed_start(store, container)
             raise CliError(
-                f"dockyard: Error response from daemon: {e.message}.", e.exit_code
+                f"dockyard: Error response from daemon: {_sentence(e.message)}", e.exit_code
             ) from e
         click.echo(container.id)
         return
     code = _start_attached(store, container, stdin=kw["interactive"], tty=kw["tty"])
     sys.exit(code)
+
+
+def _remove_after_failed_start(store: Store, container: Container) -> None:
+    """--rm: a container that could not start goes too (the monitor's exit hook may
+    already have removed it, leaving only its exit-code file)."""
+    if not container.host_config.get("AutoRemove"):
+        return
+    from dockyard.ops.containers import remove
+
+    with contextlib.suppress(ContainerNotFound):
+        remove(store, records.reload(store, container), force=True)
+    shutil.rmtree(container.sock_dir(), ignore_errors=True)
 
 
 def _start_attached(store: Store, container: Container, *, stdin: bool, tty: bool) -> int:
@@ -162,11 +189,10 @@ def _start_attached(store: Store, container: Container, *, stdin: bool, tty: boo
     try:
         start(store, container, run_process=False)
     except DockyardError as e:
-        if container.host_config.get("AutoRemove"):
-            from dockyard.ops.containers import remove
-
-            remove(store, records.reload(store, container), force=True)
-        raise CliError(f"dockyard: Error response from daemon: {e.message}.", e.exit_code) from e
+        _remove_after_failed_start(store, container)
+        raise CliError(
+            f"dockyard: Error response from daemon: {_sentence(e.message)}", e.exit_code
+        ) from e
     detached = attach(
         container.sock_dir(), stdin=stdin, stdout=True, stderr=True, tty=tty, start=True
     )
@@ -176,7 +202,9 @@ def _start_attached(store: Store, container: Container, *, stdin: bool, tty: boo
     return 0 if code is None else code
 
 
-@click.command("create")
+@click.command(
+    "create", context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False}
+)
 @run_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -281,7 +309,19 @@ def kill(ctx: click.Context, containers: tuple[str, ...], signal: str) -> None:
     """Kill one or more running containers"""
     from dockyard.ops.containers import kill as kill_container
 
-    _each(ctx, containers, lambda s, c: kill_container(s, c, signal), "kill")
+    store = store_from(ctx)
+    errors = []
+    for name in containers:
+        try:
+            kill_container(store, records.find_container(store, name), signal)
+            click.echo(name)
+        except DockyardError as e:
+            # Docker's API: a known container that cannot be killed is named in the error
+            known = not isinstance(e, ContainerNotFound)
+            prefix = f"Cannot kill container: {name}: " if known else ""
+            errors.append(f"Error response from daemon: {prefix}{e.message}")
+    if errors:
+        fail("\n".join(errors))
 
 
 @click.command("rm")
@@ -390,7 +430,31 @@ def diff(ctx: click.Context, container: str) -> None:
         click.echo(f"{change.kind} {change.path}")
 
 
-@click.command("commit")
+class _PauseFlagCommand(click.Command):
+    """``commit``: Docker's Go flags accept ``-p=false`` / ``--pause=false``; click's
+    boolean flags take no value, so those spellings become ``--pause``/``--no-pause``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            if eq and name in ("-p", "--pause"):
+                truth = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}
+                if value.lower() not in truth:
+                    fail(
+                        f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: '
+                        f'parsing "{value}": invalid syntax',
+                        125,
+                    )
+                arg = "--pause" if truth[value.lower()] else "--no-pause"
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+@click.command("commit", cls=_PauseFlagCommand)
 @click.argument("container")
 @click.argument("repository", required=False)
 @click.option(
@@ -406,7 +470,7 @@ def diff(ctx: click.Context, container: str) -> None:
 @click.option("-m", "--message", default="", help="Commit message")
 @click.option(
     "-p",
-    "--pause/--pause=false",
+    "--pause/--no-pause",
     "pause_",
     default=True,
     help="Pause container during commit (default true)",

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal as signals
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +197,9 @@ def create(store: Store, image_name: str, opts: RunOptions) -> Container:
     base = container_config(image_config)
     cid = records.new_id(store)
     config = dict(base)
-    config["Hostname"] = opts.hostname or cid[:12]
+    # Docker: with the host's network the container takes the host's name by default
+    default_hostname = socket.gethostname() if opts.network == "host" else cid[:12]
+    config["Hostname"] = opts.hostname or default_hostname
     config["AttachStdin"] = opts.interactive and opts.attach
     config["AttachStdout"] = opts.attach
     config["AttachStderr"] = opts.attach
@@ -475,7 +478,7 @@ def start(store: Store, container: Container, run_process: bool = True) -> int:
             store,
             container.id,
             Error=message,
-            ExitCode=code if code in (126, 127) else 128 if code == 125 else code,
+            ExitCode=code if code in (126, 127) else 128,  # Docker: 128 unless 126/127
         )
         if isinstance(e, DockyardError):
             raise StartError(message, code if code in (126, 127) else 125) from e
@@ -519,10 +522,13 @@ def container_exited(spec: Any, exit_code: int) -> None:
         FinishedAt=records.now(),
     )
     if container.host_config.get("AutoRemove"):
-        # An attached `run --rm` reads the exit code here once the record is gone.
+        # An attached `run --rm` reads the exit code here once the record is gone
+        # (and removes it); nobody would for a detached one: no file left behind.
+        attached = container.config.get("AttachStdout") or container.config.get("AttachStderr")
         with contextlib.suppress(OSError):
-            container.sock_dir().mkdir(parents=True, exist_ok=True)
-            (container.sock_dir() / "exit-code").write_text(str(exit_code))
+            if attached:
+                container.sock_dir().mkdir(parents=True, exist_ok=True)
+                (container.sock_dir() / "exit-code").write_text(str(exit_code))
         with contextlib.suppress(Exception):
             driver_for(store).remove_rw(container.id)
         shutil.rmtree(container.dir(store), ignore_errors=True)
