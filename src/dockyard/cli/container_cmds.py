@@ -337,16 +337,7 @@ def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bo
     """Remove one or more containers"""
     from dockyard.ops.containers import remove
 
-    store = store_from(ctx)
-    errors = []
-    for name in containers:
-        try:
-            remove(store, records.find_container(store, name), force=force)
-            click.echo(name)
-        except DockyardError as e:
-            errors.append(f"Error response from daemon: {e.message}")
-    if errors:
-        fail("\n".join(errors))
+    _each(ctx, containers, lambda s, c: remove(s, c, force=force), "rm")
 
 
 @click.command("pause")

@@ -45,13 +45,9 @@ DEFAULT_ADDR = "127.0.0.1:5000"
 
 
 def default_data_dir() -> Path:
-    env = os.environ.get("DOCKYARD_REGISTRY_DATA")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/dockyard-registry")
-    xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(xdg) / "dockyard-registry"
+    from dockyard.store.store import data_home
+
+    return data_home("dockyard-registry", "DOCKYARD_REGISTRY_DATA")
 
 
 @dataclass

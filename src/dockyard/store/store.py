@@ -36,14 +36,19 @@ OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 RESUME_DIRS = ("pull", "push")
 
 
-def default_root() -> Path:
-    env = os.environ.get("DOCKYARD_ROOT")
+def data_home(name: str, env_var: str) -> Path:
+    """``$env_var``, else /var/lib/NAME for root, else $XDG_DATA_HOME/NAME."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env)
     if os.geteuid() == 0:
-        return Path("/var/lib/dockyard")
+        return Path("/var/lib") / name
     xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(xdg) / "dockyard"
+    return Path(xdg) / name
+
+
+def default_root() -> Path:
+    return data_home("dockyard", "DOCKYARD_ROOT")
 
 
 @dataclass
