@@ -985,8 +985,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("    its store is emptied between runs with `docker rmi -f <all>` + `image prune -af`.")
     print("  - podman and dockyard: a new, empty --root for every run.")
     print("  - the page cache is not dropped; warm-up runs make every engine read warm inputs.")
-    print("  - dockyard `save -o` fsyncs the output before renaming it into place; docker and")
-    print("    podman do not.")
+    print("  - dockyard `save -o` writes a temp file and renames it into place; like docker")
+    print("    and podman it does not fsync the archive (writeback starts while writing).")
     for key, note in results.notes.items():
         print(f"  - {key}: {note}")
     if args.json:
