@@ -120,6 +120,7 @@ class V2:
             response = _error_response(request, err)
         except DockyardError as err:
             response = _error_response(request, err)
+            await _drain(request)
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             response = _error_response(request, RegistryError("UNKNOWN"))
@@ -144,6 +145,21 @@ class V2:
         raise RegistryError(
             "UNSUPPORTED", status=404, detail={"path": path}, message="unknown API endpoint"
         )
+
+
+DRAIN_LIMIT = 64 << 20
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop a body the handler refused unread (an out-of-order chunk, a
+    denied push), so the keep-alive connection stays in step for the next request.
+    Past DRAIN_LIMIT the connection is left to close instead."""
+    seen = 0
+    with contextlib.suppress(ClientDisconnect, RuntimeError):
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT:
+                break
 
 
 def _error_response(request: Request, err: DockyardError) -> Response:
