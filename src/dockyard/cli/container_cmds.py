@@ -16,7 +16,7 @@ import click
 
 from dockyard.cli.errors import CliError, daemon_error, fail
 from dockyard.cli.output import print_formatted, store_from
-from dockyard.errors import ContainerNotFound, DockyardError, InvalidArgument, InvalidReference
+from dockyard.errors import ContainerNotFound, DockyardError, InvalidReference
 from dockyard.ops import container_records as records
 from dockyard.ops.container_records import Container
 from dockyard.store.store import Store
@@ -152,8 +152,6 @@ def run(ctx: click.Context, /, image: str, command: tuple[str, ...], **kw: Any) 
     from dockyard.ops.containers import start
 
     detach = kw.pop("detach")
-    if detach and kw["auto_remove"] is None:
-        pass
     container = _create(ctx, image, command, kw, attach=not detach)
     store = store_from(ctx)
     if detach:
@@ -906,5 +904,3 @@ def container_inspect(
 
     _inspect(ctx, names, fmt, "container", generic=False)
 
-
-__all__ = ["InvalidArgument"]

@@ -52,5 +52,3 @@ def print_formatted(
         table.row(*(r[c] for c in columns))
     out.write(table.render())
 
-
-__all__ = ["Path", "print_formatted", "store_from"]

@@ -62,6 +62,9 @@ def container_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+_normalised = container_config  # docker_image_config's parameter shadows the name
+
+
 def dumps(value: object) -> bytes:
     """Go's encoding/json form: compact, HTML characters escaped, UTF-8 as is."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -90,8 +93,8 @@ def docker_image_config(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "architecture": architecture,
-        "config": container_config_for_image(config),
-        "container_config": container_config_for_image(container_config),
+        "config": _normalised(config),
+        "container_config": _normalised(container_config),
         "created": created,
         "history": history,
         "os": os_name,
@@ -107,9 +110,6 @@ def docker_image_config(
         out["parent"] = parent
     return out
 
-
-def container_config_for_image(cfg: dict[str, Any] | None) -> dict[str, Any]:
-    return container_config(cfg)
 
 
 def host_architecture() -> str:

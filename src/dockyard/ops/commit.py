@@ -17,7 +17,6 @@ from dockyard.digest import Digest
 from dockyard.errors import DockyardError
 from dockyard.oci.config import container_config, image_config_bytes
 from dockyard.oci.timefmt import format_ns, now_ns
-from dockyard.ops import container_records as records
 from dockyard.ops.changes import apply_changes
 from dockyard.ops.container_records import Container
 from dockyard.ops.containers import _runc, driver_for, reconcile
@@ -182,5 +181,3 @@ def _base_layers(store: Store, image_id: str) -> list[StagedLayer]:
         out.append(StagedLayer(None, info))
     return out
 
-
-__all__ = ["BinaryIO", "commit", "records"]

@@ -9,7 +9,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dockyard.errors import Conflict, ContainerNotFound, InvalidArgument
 from dockyard.oci.timefmt import format_ns, now_ns
@@ -63,6 +63,12 @@ class Container:
     def sock_dir(self) -> Path:
         """Short path for the monitor's unix sockets (limited to 107 bytes)."""
         return Path("/run/dockyard") / self.id[:16]
+
+
+def network_mode(container: Container) -> Literal["bridge", "host", "none"]:
+    """The container's network: Docker's "default" is the bridge."""
+    configured = container.host_config.get("NetworkMode", "default")
+    return "host" if configured == "host" else "none" if configured == "none" else "bridge"
 
 
 _COLS = "id, name, image, image_name, created, driver, chain, config, host_config, state, network"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from dockyard.ops.container_records import Container
+from dockyard.ops.container_records import Container, network_mode
 from dockyard.store.store import Store
 
 
@@ -60,10 +60,7 @@ def network_settings(container: Container) -> dict[str, Any]:
     from dockyard.runtime.network import Endpoint
     from dockyard.runtime.network import network_settings as settings
 
-    configured = container.host_config.get("NetworkMode", "default")
-    mode: Literal["bridge", "host", "none"] = (
-        "host" if configured == "host" else "none" if configured == "none" else "bridge"
-    )
+    mode = network_mode(container)
     net = container.network or {}
     running = bool(container.state.get("Running")) and "endpoint" in net
     endpoint = Endpoint.from_json(net["endpoint"]) if running else None

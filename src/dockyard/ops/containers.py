@@ -357,11 +357,6 @@ def _network(store: Store) -> Any:
     return Network(Path("/run/dockyard/network") / bridge, subnet, bridge)
 
 
-def _network_mode(container: Container) -> str:
-    mode = container.host_config.get("NetworkMode", "default")
-    return "bridge" if mode in ("default", "bridge") else str(mode)
-
-
 def _ensure_workdir(rootfs: Path, workdir: str) -> None:
     from dockyard.runtime.spec import _in_root
 
@@ -386,7 +381,7 @@ def start(store: Store, container: Container, run_process: bool = True) -> int:
     driver = driver_for(store)
     cdir = container.dir(store)
     network = _network(store)
-    mode = _network_mode(container)
+    mode = records.network_mode(container)
     endpoint = None
     proxies_started = False
     try:

@@ -10,7 +10,7 @@ from dockyard.errors import InvalidArgument
 from dockyard.oci.config import container_config
 from dockyard.oci.timefmt import parse_ns
 from dockyard.ops.lookup import resolve_image
-from dockyard.reference import Reference, parse_normalized
+from dockyard.reference import Reference
 from dockyard.store.records import ImageRecord
 from dockyard.store.store import Store
 
@@ -245,11 +245,9 @@ def history(store: Store, name: str) -> list[HistoryRow]:
 __all__ = [
     "HistoryRow",
     "ImageRow",
-    "Reference",
     "history",
     "inspect_image",
     "list_images",
-    "parse_normalized",
     "repo_digests",
     "repo_tags",
 ]

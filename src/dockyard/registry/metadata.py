@@ -201,20 +201,25 @@ class Metadata:
         ).fetchone()
         return BlobRecord(row[0], row[1]) if row else None
 
+    def _link_blob(
+        self, conn: sqlite3.Connection, repo: str, digest: str, size: int, now: float
+    ) -> None:
+        self._ensure_repo(conn, repo, now)
+        conn.execute(
+            "INSERT INTO blobs(digest, size, pushed) VALUES (?, ?, ?)"
+            " ON CONFLICT(digest) DO UPDATE SET pushed = excluded.pushed",
+            (digest, size, now),
+        )
+        conn.execute(
+            "INSERT INTO repo_blobs(repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (repo, digest),
+        )
+
     def add_blob(self, repo: str, digest: str, size: int) -> None:
         """Record a blob just written to storage and link it into ``repo``."""
         now = time.time()
         with _write(self._conn()) as conn:
-            self._ensure_repo(conn, repo, now)
-            conn.execute(
-                "INSERT INTO blobs(digest, size, pushed) VALUES (?, ?, ?)"
-                " ON CONFLICT(digest) DO UPDATE SET pushed = excluded.pushed",
-                (digest, size, now),
-            )
-            conn.execute(
-                "INSERT INTO repo_blobs(repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (repo, digest),
-            )
+            self._link_blob(conn, repo, digest, size, now)
 
     def mount_blob(self, repo: str, digest: str, source: str) -> BlobRecord | None:
         """Link a blob that ``source`` has into ``repo`` (None if ``source`` lacks it)."""
@@ -282,16 +287,7 @@ class Metadata:
         """The upload became a blob: record and link it, and forget the upload."""
         now = time.time()
         with _write(self._conn()) as conn:
-            self._ensure_repo(conn, repo, now)
-            conn.execute(
-                "INSERT INTO blobs(digest, size, pushed) VALUES (?, ?, ?)"
-                " ON CONFLICT(digest) DO UPDATE SET pushed = excluded.pushed",
-                (digest, size, now),
-            )
-            conn.execute(
-                "INSERT INTO repo_blobs(repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (repo, digest),
-            )
+            self._link_blob(conn, repo, digest, size, now)
             conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 
     def uploads_older_than(self, cutoff: float) -> list[Upload]:
