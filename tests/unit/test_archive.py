@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dockyard.archive.compression import decompressed, sniff
 from dockyard.archive.layer import ingest_layer
 from dockyard.archive.tarstream import TarReader, resolve_link, safe_member_name
-from dockyard.archive.tarwrite import TarWriter
+from dockyard.archive.tarwrite import TarWriter, ustar_header
 from dockyard.errors import ArchiveError
 from tests.imagegen import layer_tar
 
@@ -146,3 +146,54 @@ def test_tar_writer_output_is_read_by_tarfile(tmp_path: object) -> None:
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as t:
         assert t.getnames() == ["blobs", "blobs/x", "index.json"]
         assert t.extractfile("blobs/x").read() == b"z" * 1234  # type: ignore[union-attr]
+
+
+_names = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F), min_size=1, max_size=120)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=_names,
+    linkname=st.one_of(st.just(""), _names),
+    kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
+                          tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE]),
+    mode=st.integers(0, 0o177777),
+    uid=st.one_of(st.integers(0, 5000), st.integers(0, 8**8)),
+    gid=st.integers(0, 8**7 + 5),
+    size=st.one_of(st.integers(0, 1 << 20), st.integers(8**11 - 2, 8**11 + 2)),
+    mtime=st.one_of(st.integers(-5, 2**34), st.floats(0, 2**33)),
+    dev=st.tuples(st.integers(0, 8**7 + 1), st.integers(0, 300)),
+    owner=st.sampled_from(["", "root", "a" * 40, "é"]),
+    xattr=st.booleans(),
+)
+def test_ustar_header_is_tarfiles_pax_header(
+    name: str, linkname: str, kind: bytes, mode: int, uid: int, gid: int, size: int,
+    mtime: float, dev: tuple[int, int], owner: str, xattr: bool,
+) -> None:
+    """The fast header is byte for byte what tarfile writes, or None (then tarfile writes)."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, mode
+    info.uid, info.gid, info.size, info.mtime = uid, gid, size, mtime
+    info.devmajor, info.devminor = dev
+    info.uname = info.gname = owner
+    if xattr:
+        info.pax_headers = {"SCHILY.xattr.user.a": "b"}
+    fast = ustar_header(info)
+    try:
+        slow = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    except ValueError:  # a device number tarfile cannot write either
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast == slow
+    else:
+        assert xattr or len(slow) > 512 or kind in (tarfile.CHRTYPE, tarfile.BLKTYPE)
+
+
+def test_ustar_header_covers_the_common_entries() -> None:
+    for kind in (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE):
+        info = tarfile.TarInfo("usr/lib/x86_64-linux-gnu/libc.so.6")
+        info.type, info.size, info.mtime, info.mode = kind, 0, 1700000000, 0o755
+        info.linkname = "libc-2.36.so" if kind == tarfile.SYMTYPE else ""
+        info.devmajor, info.devminor = 1, 3
+        assert ustar_header(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -26,6 +26,7 @@ from dockyard.archive.diff import (
     overlay_layer_tar,
     write_layer_tar,
 )
+from dockyard.archive.tarwrite import TarStats
 from dockyard.drivers.base import Change
 from tests.helpers.fstree import (
     IS_ROOT,
@@ -124,7 +125,7 @@ def check_everything(c: Container) -> list[Change]:
 
     merged_want = snapshot(c.merged)
     copy_want = snapshot(c.copy)
-    tars: dict[str, tuple[Callable[[io.BytesIO], int], object]] = {
+    tars: dict[str, tuple[Callable[[io.BytesIO], TarStats], object]] = {
         "naive": (lambda out: write_layer_tar(c.copy, naive, out), copy_want),
         "upper": (lambda out: write_layer_tar(c.upper, ov, out), merged_want),
         "upper-opaque": (
@@ -135,9 +136,15 @@ def check_everything(c: Container) -> list[Change]:
     }
     for name, (writer, want) in tars.items():
         buf = io.BytesIO()
-        written = writer(buf)
+        stats = writer(buf)
         data = buf.getvalue()
-        assert written == len(data)
+        assert stats.written == len(data)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = tar.getmembers()
+        assert stats.entries == len(members)
+        assert stats.content_size == sum(m.size for m in members if m.isreg()) + sum(
+            len(m.linkname.encode()) for m in members if m.issym()
+        )
         again = io.BytesIO()
         writer(again)
         assert again.getvalue() == data, f"{name}: not deterministic"

@@ -66,7 +66,7 @@ from dockyard.archive.apply import (
     is_whiteout_device,
 )
 from dockyard.archive.tarstream import safe_member_name
-from dockyard.archive.tarwrite import TarWriter
+from dockyard.archive.tarwrite import TarStats, TarWriter
 from dockyard.drivers.base import Change
 
 log = logging.getLogger(__name__)
@@ -406,9 +406,9 @@ def write_layer_tar(
     out: BinaryIO,
     *,
     whiteouts_from: Literal["changes", "overlay"] = "changes",
-) -> int:
+) -> TarStats:
     """Write the OCI layer tar of ``changes``, reading added and changed paths
-    from ``root``. Returns the number of bytes written.
+    from ``root``. Returns its length, content size and entry count.
 
     Every parent directory of a change is an entry too; ``D`` changes become
     ``.wh.<name>`` (empty regular file, mode 0, owner 0:0, the parent's mtime).
@@ -438,23 +438,21 @@ def write_layer_tar(
                 writer.whiteout(rel)
             else:
                 writer.entry(rel)
-        writer.tar.close()
+        return writer.tar.close()
     finally:
         writer.close()
-    return writer.tar.written
 
 
-def overlay_layer_tar(upper: Path, lowers: list[Path], out: BinaryIO) -> int:
+def overlay_layer_tar(upper: Path, lowers: list[Path], out: BinaryIO) -> TarStats:
     """Overlay's fast path: the upper dir itself as a layer tar, as Docker's
     overlay2 writes it (no comparison with the lowers, except that a whiteout
-    hiding nothing in ``lowers`` is left out). Returns bytes written."""
+    hiding nothing in ``lowers`` is left out)."""
     writer = _LayerWriter(upper, out, overlay=True)
     try:
         _overlay_tar_dir(writer, "", [str(p) for p in lowers])
-        writer.tar.close()
+        return writer.tar.close()
     finally:
         writer.close()
-    return writer.tar.written
 
 
 def _overlay_tar_dir(writer: _LayerWriter, rel: str, olds: list[str]) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple, Protocol
 
+from dockyard.archive.tarwrite import TarStats
+
 
 class Change(NamedTuple):
     """One line of ``dockyard diff``: A(dded), C(hanged) or D(eleted) and an absolute path."""
@@ -70,7 +72,7 @@ class StorageDriver(Protocol):
         """What the container changed, sorted by path (``dockyard diff``)."""
         ...
 
-    def diff(self, container_id: str, out: BinaryIO) -> None:
+    def diff(self, container_id: str, out: BinaryIO) -> TarStats:
         """Write the writable layer as an OCI layer tar (whiteouts for deletions)."""
         ...
 

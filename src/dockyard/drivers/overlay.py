@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from dockyard.archive.apply import apply_layer
 from dockyard.archive.diff import overlay_changes, write_layer_tar
+from dockyard.archive.tarwrite import TarStats
 from dockyard.drivers.base import Change
 from dockyard.drivers.common import (
     DriverBase,
@@ -214,14 +215,14 @@ class OverlayDriver(DriverBase):
         upper = self._existing_rw(container_id) / "upper"
         return overlay_changes(upper, self._lowers(container_id))
 
-    def diff(self, container_id: str, out: BinaryIO) -> None:
+    def diff(self, container_id: str, out: BinaryIO) -> TarStats:
         """The upper dir's changes as a layer tar, read from the upper dir alone.
 
         Deletions are written as one ``.wh.<name>`` each, as vfs and btrfs write
         them, rather than as overlay2's opaque markers (``overlay_layer_tar``),
         so a commit gives the same layer, byte for byte, on every driver."""
         upper = self._existing_rw(container_id) / "upper"
-        write_layer_tar(upper, self.changes(container_id), out)
+        return write_layer_tar(upper, self.changes(container_id), out)
 
     # -- info -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from dockyard.archive.apply import apply_layer
 from dockyard.archive.diff import naive_changes, write_layer_tar
+from dockyard.archive.tarwrite import TarStats
 from dockyard.drivers.base import Change
 from dockyard.drivers.common import DriverBase
 from dockyard.errors import DockyardError
@@ -82,9 +83,9 @@ class VfsDriver(DriverBase):
         lower = None if parent is None else self._layer_root(parent)
         return naive_changes(lower, self._rw_root(container_id))
 
-    def diff(self, container_id: str, out: BinaryIO) -> None:
+    def diff(self, container_id: str, out: BinaryIO) -> TarStats:
         root = self._rw_root(container_id)
-        write_layer_tar(root, self.changes(container_id), out)
+        return write_layer_tar(root, self.changes(container_id), out)
 
     def graph_data(self, container_id: str | None, chain_id: str | None) -> dict[str, str]:
         """Docker reports no GraphDriver data for vfs (and btrfs)."""

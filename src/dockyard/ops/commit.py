@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from dockyard.archive.hashed_writer import HashedWriter
 from dockyard.archive.layer import LayerInfo
-from dockyard.archive.tarstream import TarReader
-from dockyard.archive.tarwrite import start_writeback
 from dockyard.digest import Digest
 from dockyard.errors import DockyardError
 from dockyard.oci.config import container_config, image_config_bytes
@@ -28,67 +26,34 @@ from dockyard.store.store import Store
 EMPTY_TAR_DIGEST = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 
 
-class _HashingFile:
-    """The staging file the driver's diff is written into, hashed on the way.
-
-    It has no fileno on purpose: the tar writer then copies file data through
-    write(), so every byte is hashed; starting writeback as it goes keeps the final
-    fsync short."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self.hash = hashlib.sha256()
-        self.size = 0
-        self._unsynced = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.hash.update(data)
-        n = self._f.write(data)
-        self.size += len(data)
-        self._unsynced += len(data)
-        if self._unsynced >= 32 << 20:
-            self._f.flush()
-            start_writeback(self._f.fileno())
-            self._unsynced = 0
-        return n
-
-    def flush(self) -> None:
-        self._f.flush()
-
-
-def _content_size(path: Path) -> tuple[int, int]:
-    """(Docker's layer size, entries) of a tar we wrote ourselves: headers only."""
-    size = entries = 0
-    with open(path, "rb") as f:
-        for header, _data in TarReader(f, "diff"):
-            entries += 1
-            if header.is_file:
-                size += header.size
-            elif header.is_symlink:
-                size += len(header.linkname.encode("utf-8", "surrogateescape"))
-    return size, entries
-
-
 def _stage_diff(store: Store, staging: Path, container: Container) -> StagedLayer:
-    """Write the driver's diff straight into a staging file, hashing while writing
-    (one pass, no pipe: the tar is ours, so it is not parsed again on the way in)."""
+    """Write the driver's diff straight into a staging file, hashed and written
+    by other threads, counted by the tar writer (one pass; the tar is ours, so
+    it is not parsed again). Not fsynced here: ``commit_images`` records it as
+    unsynced and a detached syncer forces it to disk (store.durability)."""
     driver = driver_for(store)
     fd, name = tempfile.mkstemp(prefix="diff-", dir=staging)
     path = Path(name)
-    with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-        out = _HashingFile(f)
-        driver.diff(container.id, out)  # type: ignore[arg-type]
-        f.flush()
-        os.fsync(f.fileno())
-    diff_id = Digest("sha256:" + out.hash.hexdigest())
-    content, entries = _content_size(path)
-    info = LayerInfo(diff_id, out.size, content, entries, "", None, out.size)
+    try:
+        out = HashedWriter(fd)
+        try:
+            stats = driver.diff(container.id, out)  # type: ignore[arg-type]
+        except BaseException:
+            out.abandon()
+            raise
+        hexdigest, size = out.finish()
+    finally:
+        os.close(fd)
+    if size != stats.written:
+        raise DockyardError(f"commit: wrote {stats.written} bytes but hashed {size}")
+    diff_id = Digest("sha256:" + hexdigest)
+    info = LayerInfo(diff_id, size, stats.content_size, stats.entries, "", None, size)
     if store.blobs.exists(diff_id):
         path.unlink()
         return StagedLayer(None, info)
     final = staging / f"layer-{diff_id.hex}"
     os.rename(path, final)
-    return StagedLayer(final, info)
+    return StagedLayer(final, info, synced=False)
 
 
 def commit(

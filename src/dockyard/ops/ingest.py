@@ -21,6 +21,7 @@ from dockyard.errors import ArchiveError, DigestMismatch
 from dockyard.oci.config import dumps
 from dockyard.oci.timefmt import parse_ns
 from dockyard.reference import Reference
+from dockyard.store import durability
 from dockyard.store.store import LayerRecord, NewImage, Store
 
 
@@ -28,6 +29,7 @@ from dockyard.store.store import LayerRecord, NewImage, Store
 class StagedLayer:
     path: Path | None  # None when the store already had this layer
     info: LayerInfo
+    synced: bool = True  # False: written but not fsynced (see store.durability)
 
     def record(self) -> LayerRecord:
         return LayerRecord(
@@ -130,6 +132,7 @@ def commit_images(store: Store, staging: Path, images: list[PendingImage]) -> li
     transaction. Returns, per image, whether it is new. Nothing changes if a check fails."""
     configs = [check_image(image) for image in images]
     news: list[NewImage] = []
+    unsynced: list[str] = []
     for image, config in zip(images, configs, strict=True):
         records = []
         for layer in image.layers:
@@ -137,6 +140,8 @@ def commit_images(store: Store, staging: Path, images: list[PendingImage]) -> li
                 store.blobs.adopt(
                     layer.path, layer.info.diff_id, layer.info.tar_size, verified=True
                 )
+                if not layer.synced:
+                    unsynced.append(layer.info.diff_id)
             known = store.layer(layer.info.diff_id)
             records.append(known if known is not None else layer.record())
         image_id = store.blobs.put_bytes(image.config_raw, staging)
@@ -157,6 +162,7 @@ def commit_images(store: Store, staging: Path, images: list[PendingImage]) -> li
     store.blobs.sync()
     out = []
     with store.transaction() as conn:
+        durability.mark_unsynced(conn, unsynced)
         for new in news:
             out.append(store.add_image(conn, new))
         for image in images:
@@ -166,6 +172,8 @@ def commit_images(store: Store, staging: Path, images: list[PendingImage]) -> li
                 store.set_tag(conn, ref, image.id)
             for ref in image.digests:
                 store.add_repo_digest(conn, ref, image.id)
+    if unsynced:
+        durability.sync_later(store.root)
     return out
 
 

@@ -102,11 +102,7 @@ def check(store: Store, repair: bool = False) -> CheckReport:
         if repair:
             with store.transaction() as tx:
                 for image_id in broken:
-                    tx.execute("DELETE FROM tags WHERE image = ?", (image_id,))
-                    tx.execute("DELETE FROM repo_digests WHERE image = ?", (image_id,))
-                    tx.execute("UPDATE images SET parent = '' WHERE parent = ?", (image_id,))
-                    tx.execute("DELETE FROM image_layers WHERE image = ?", (image_id,))
-                    tx.execute("DELETE FROM images WHERE id = ?", (image_id,))
+                    records.delete_image_rows(tx, image_id)
                     report.repaired.append(f"removed broken image {image_id}")
                 for table in ("tags", "repo_digests", "image_layers"):
                     cur = tx.execute(

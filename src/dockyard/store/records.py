@@ -72,8 +72,13 @@ CREATE TABLE IF NOT EXISTS layer_sources(  -- where a layer's compressed form is
     PRIMARY KEY(diff_id, digest, registry, repo)
 );
 CREATE INDEX IF NOT EXISTS layer_sources_digest ON layer_sources(digest);
+CREATE TABLE IF NOT EXISTS unsynced_blobs(  -- in place, not yet fsynced (store.durability)
+    digest TEXT PRIMARY KEY,
+    boot_id TEXT NOT NULL,            -- the kernel's boot_id when written
+    added REAL NOT NULL
+);
 """
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass
@@ -114,6 +119,16 @@ def connect(path: Path) -> sqlite3.Connection:
                 conn.execute("ROLLBACK")
             raise
     return conn
+
+
+def delete_image_rows(conn: sqlite3.Connection, image_id: str) -> None:
+    """Remove an image's records (tags, digests, layers list; children lose their
+    parent), inside the caller's transaction. Blobs are the sweep's business."""
+    conn.execute("DELETE FROM tags WHERE image = ?", (image_id,))
+    conn.execute("DELETE FROM repo_digests WHERE image = ?", (image_id,))
+    conn.execute("UPDATE images SET parent = '' WHERE parent = ?", (image_id,))
+    conn.execute("DELETE FROM image_layers WHERE image = ?", (image_id,))
+    conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
 
 
 _IMAGE_COLS = "id, manifest, created, created_ts, size, parent, labels, added, last_tag_time"

@@ -8,6 +8,7 @@ Layout under the root::
     tmp/op-*/                staging of running operations (garbage once their lock is free)
     tmp/pull/, tmp/push/     partial downloads and upload sessions, kept to resume
     lock, gc.lock            see store.locks
+    sync.lock                see store.durability
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from dockyard.digest import Digest
 from dockyard.reference import Reference
-from dockyard.store import records
+from dockyard.store import durability, records
 from dockyard.store.blobs import BlobStore, fsync_dir, write_atomic
 from dockyard.store.locks import flocked, try_flocked
 
@@ -103,6 +104,9 @@ class Store:
         if self._conn is None:
             self._ensure_layout()
             self._conn = records.connect(self.root / "dockyard.db")
+            if durability.recover(self.root, self._conn):
+                with self.write_lock():
+                    self._write_index()
         return self._conn
 
     def close(self) -> None:
