@@ -23,6 +23,7 @@ COMMANDS = {
     "history": "image_cmds:history",
     "save": "archive_cmds:save",
     "load": "archive_cmds:load",
+    "copy": "copy_cmds:copy",
     "image": "image_cmds:image",
     "system": "system_cmds:system",
     "version": "system_cmds:version",

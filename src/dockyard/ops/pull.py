@@ -155,7 +155,7 @@ def _translate(e: RegistryError, ref: Reference) -> DockyardError:
     return e
 
 
-def _existing_layer(store: Store, diff_id: str) -> StagedLayer | None:
+def existing_layer(store: Store, diff_id: str) -> StagedLayer | None:
     layer = store.layer(diff_id)
     if layer is None or not store.blobs.exists(layer.blob):
         return None
@@ -191,7 +191,7 @@ def _pull_one(
         staged: list[StagedLayer | None] = [None] * len(diff_ids)
         todo: list[int] = []
         for i, diff_id in enumerate(diff_ids):
-            found = _existing_layer(store, diff_id)
+            found = existing_layer(store, diff_id)
             if found is not None:
                 staged[i] = found
                 if not have_image:
@@ -211,7 +211,7 @@ def _pull_one(
             with ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull") as pool:
                 futures: dict[int, Future[StagedLayer]] = {
                     i: pool.submit(
-                        _fetch_layer,
+                        fetch_layer,
                         store,
                         registry,
                         repo,
@@ -256,7 +256,7 @@ def _pull_one(
     return PullResult(ref, image_id, resolved.digest, downloaded)
 
 
-def _fetch_layer(
+def fetch_layer(
     store: Store,
     registry: Registry,
     repo: str,
@@ -271,7 +271,7 @@ def _fetch_layer(
         # another pull may have finished it while we waited (own connection: a thread)
         peek = Store(store.root, store.driver_name)
         try:
-            found = _existing_layer(peek, diff_id) if peek.blobs.exists(diff_id) else None
+            found = existing_layer(peek, diff_id) if peek.blobs.exists(diff_id) else None
         finally:
             peek.close()
         if found is not None:
