@@ -9,7 +9,7 @@ A config file (TOML) may set what the flags set, and more::
 
     addr = "127.0.0.1:5000"
     data = "/var/lib/dockyard-registry"
-    workers = 1
+    workers = 0                 # 0: one per CPU, at most 4
     delete = true               # DELETE of blobs, manifests, tags
     [storage]
     driver = "filesystem"       # options beside it, e.g. root = "/srv/blobs"
@@ -54,7 +54,7 @@ def default_data_dir() -> Path:
 class Settings:
     addr: str = DEFAULT_ADDR
     data: str = ""
-    workers: int = 1
+    workers: int = 0  # 0: auto_workers()
     delete: bool = True
     sendfile: bool = True
     storage: dict[str, Any] = field(default_factory=lambda: {"driver": "filesystem"})
@@ -90,6 +90,13 @@ def load_settings(
         settings.workers = workers
     settings.data = str(settings.data_dir)
     return settings
+
+
+def auto_workers() -> int:
+    """One granian worker per CPU, at most 4: granian's file streaming (pathsend)
+    runs on each worker's own Rust thread, so one worker leaves cores idle under
+    many concurrent blob downloads."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -155,7 +162,7 @@ def serve(settings: Settings, *, log_level: str = "warning", access_log: bool = 
         interface=Interfaces.ASGI,
         address=host,
         port=port,
-        workers=max(1, settings.workers),
+        workers=settings.workers if settings.workers > 0 else auto_workers(),
         log_level=LogLevels(log_level),
         log_access=access_log,
         respawn_failed_workers=True,
