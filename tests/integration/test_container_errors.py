@@ -182,23 +182,48 @@ def test_start_failure_exit_codes(world: World, command: str, code: int, message
     env = world.env
     before = _ps_images_dirs(world)
     runc_text = f"runc create failed: unable to start container process: {message}"
+    # Docker 20.10's words, through containerd's shim
+    error = f"failed to create shim task: OCI runtime create failed: {runc_text}: unknown"
     for detach in ([], ["-d"]):
         res = env.run("run", *detach, "--name", f"bad{len(detach)}", "busybox", command,
                       check=False)
         assert res.returncode == code and res.stdout == ""
         line = docker_words(res.stderr)
-        assert line.startswith("docker: Error response from daemon: ") and runc_text in line
-        assert line.endswith(".\n") and line.count("\n") == 1
+        assert line == f"docker: Error response from daemon: {error}.\n"
         info = env.inspect(f"bad{len(detach)}")  # Docker keeps the container, not running
         state = info["State"]
-        assert (state["Running"], state["Pid"], state["ExitCode"]) == (False, 0, code)
-        assert message in state["Error"]
+        assert (state["Status"], state["Running"], state["Pid"], state["ExitCode"]) == (
+            "created", False, 0, code)
+        assert state["Error"] == error
         assert env.held_by(info["Id"]) == []
+        assert f"bad{len(detach)} Created\n" in env.out(
+            "ps", "-a", "--format", "{{.Names}} {{.Status}}")
     res = env.run("run", "--rm", "busybox", command, check=False)
     assert res.returncode == code and runc_text in res.stderr
     ps, images, _ = _ps_images_dirs(world)
     assert images == before[1] and len(ps) == len(before[0]) + 2
     assert env.out("ps", "-q") == ""
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    ("nosuchcmd", 'exec: "nosuchcmd": executable file not found in $PATH'),
+    ("/etc/passwd", 'exec: "/etc/passwd": permission denied'),
+])
+def test_exec_failure_is_126(world: World, command: str, message: str) -> None:
+    """Docker: an exec whose process never starts exits 126 with the runtime's words;
+    a process that exits 255 itself is not mistaken for one."""
+    env = world.env
+    env.run("run", "-d", "--name", "ex", "busybox", "sleep", "1000")
+    try:
+        res = env.run("exec", "ex", command, check=False)
+        assert (res.returncode, res.stdout) == (126, "")
+        assert res.stderr.splitlines()[-1] == (
+            f"OCI runtime exec failed: exec failed: unable to start container process: "
+            f"{message}: unknown")
+        res = env.run("exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 255", check=False)
+        assert (res.returncode, res.stdout, res.stderr) == (255, "out\n", "err\n")
+    finally:
+        env.run("rm", "-f", "ex")
 
 
 def test_port_already_allocated(world: World) -> None:

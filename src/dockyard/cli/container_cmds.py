@@ -722,7 +722,7 @@ def exec_(
 ) -> None:
     """Execute a command in a running container"""
     from dockyard.ops.containers import RUNC, reconcile
-    from dockyard.runtime.runc import Runc
+    from dockyard.runtime.runc import Runc, exec_error
     from dockyard.runtime.spec import resolve_user
 
     store = store_from(ctx)
@@ -753,12 +753,17 @@ def exec_(
     process_file = exec_dir / f"process-{os.getpid()}.json"
     process_file.write_text(json.dumps(process))
     runc = Runc(RUNC, store.root / "runc")
-    argv = runc.exec_argv(c.id, process_file, tty=tty, detach=detach)
+    log = exec_dir / f"runc-{os.getpid()}.log"
+    argv = runc.exec_argv(c.id, process_file, tty=tty, detach=detach, log=log)
     try:
         stdin = None if (interactive or tty) else subprocess.DEVNULL
         result = subprocess.run(argv, stdin=stdin)
+        failed = exec_error(log) if result.returncode == 255 else None
     finally:
         process_file.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
+    if failed is not None:  # Docker: the process never ran -> 126
+        fail(f"OCI runtime exec failed: {failed}: unknown", 126)
     code = result.returncode
     if code != 0 and not detach:
         sys.exit(code)

@@ -474,6 +474,9 @@ def start(store: Store, container: Container, run_process: bool = True) -> int:
             container.id,
             Error=message,
             ExitCode=code if code in (126, 127) else 128,  # Docker: 128 unless 126/127
+            Status="created",  # as Docker shows a container that never ran
+            Running=False,
+            Pid=0,
         )
         if isinstance(e, DockyardError):
             raise StartError(message, code if code in (126, 127) else 125) from e

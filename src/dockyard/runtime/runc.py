@@ -37,6 +37,7 @@ __all__ = [
     "Runc",
     "RuncError",
     "RuntimeStartError",
+    "exec_error",
     "start_exit_code",
 ]
 
@@ -84,6 +85,18 @@ def _error_message(log_path: Path, stderr: bytes | None) -> str:
     return msg or "runc failed"
 
 
+def exec_error(log: Path) -> str | None:
+    """Why ``runc exec`` could not start the process (from its ``--log``), or None
+    when it did start it (then runc's exit status is the process's own)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    if '"level":"error"' not in text and '"level":"fatal"' not in text:
+        return None
+    return _error_message(log, None)
+
+
 class Runc:
     """One runc binary and one state root (``runc --root``)."""
 
@@ -119,7 +132,13 @@ class Runc:
             if proc.returncode != 0:
                 message = _error_message(log, proc.stderr)
                 if error is RuntimeStartError:
-                    raise RuntimeStartError(message, start_exit_code(message))
+                    code = start_exit_code(message)
+                    if args[0] == "create":  # as containerd's shim reports it to Docker
+                        message = (
+                            f"failed to create shim task: OCI runtime create failed: "
+                            f"{message}: unknown"
+                        )
+                    raise RuntimeStartError(message, code)
                 raise error(message)
             return proc.stdout or b""
         finally:
@@ -196,10 +215,13 @@ class Runc:
         return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
     def exec_argv(
-        self, container_id: str, process_json: Path, *, tty: bool, detach: bool = False
-    ) -> builtins.list[str]:
-        """argv of ``runc exec --process <json>`` for the caller to run in the foreground."""
-        args = [*self._base(), "exec", "--process", str(process_json)]
+        self, container_id: str, process_json: Path, *, tty: bool, detach: bool = False,
+        log: Path | None = None,
+    ) -> builtins.list[str]:  # fmt: skip
+        """argv of ``runc exec --process <json>`` for the caller to run in the foreground.
+        With ``log``, runc's own messages go there as JSON (see `exec_error`)."""
+        base = [*self._base(), "--log", str(log), "--log-format", "json"] if log else self._base()
+        args = [*base, "exec", "--process", str(process_json)]
         if tty:
             args.append("--tty")
         if detach:
