@@ -638,6 +638,32 @@ def test_crash_leftovers_are_cleaned(driver: StorageDriver) -> None:
     assert driver.layers() == sorted([L1, L2, L3])
 
 
+def test_layers_unsynced_at_a_crash_are_dropped(driver: StorageDriver) -> None:
+    """A new layer carries the boot ID until its filesystem is flushed; one still
+    marked by an earlier boot may have lost files, so opening the driver drops it
+    (unless something sits on it), and it can be unpacked again."""
+    from dockyard.durable import boot_id
+    from dockyard.store.durability import clear_markers
+
+    build_chain(driver)
+    markers = {c: driver.unsynced_marker(c) for c in (L1, L2, L3)}
+    assert all(m.read_text() == boot_id() for m in markers.values())
+    clear_markers([markers[L1]])  # synced before the crash
+    assert not markers[L1].exists()
+    markers[L2].write_text("an-earlier-boot")
+    markers[L3].write_text("an-earlier-boot")
+    driver.create_rw("c" * 64, L2)  # a container sits on L2: it stays
+    DRIVERS[driver.name](driver.home)  # open after the "crash"
+    assert driver.layers() == sorted([L1, L2])
+    driver.remove_rw("c" * 64)
+    DRIVERS[driver.name](driver.home)  # now nothing holds L2
+    assert driver.layers() == [L1]
+    driver.create_layer(L2, L1, io.BytesIO(layer_tar(LAYER2)))
+    driver.create_layer(L3, L2, io.BytesIO(layer_tar(LAYER3)))
+    driver.create_rw(CID, L3)
+    assert walk(driver.mount(CID)).tree == EXPECTED
+
+
 KILLED_WRITER = """
 import sys
 from pathlib import Path

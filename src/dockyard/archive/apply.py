@@ -373,15 +373,19 @@ class _Extractor:
             self.clear_in_way(dfd, name)
             fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dfd)
         try:
-            remaining = header.size
-            while remaining:
-                chunk = data.read(min(CHUNK, remaining))
-                if not chunk:
-                    raise ArchiveError(f"{self.what}: unexpected EOF in {header.name}")
-                remaining -= len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
+            copy_to = getattr(data, "copy_to", None)
+            if copy_to is not None:  # a TarReader member: the kernel copies it
+                copy_to(fd)
+            else:
+                remaining = header.size
+                while remaining:
+                    chunk = data.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise ArchiveError(f"{self.what}: unexpected EOF in {header.name}")
+                    remaining -= len(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
             os.fchown(fd, header.uid, header.gid)
             os.fchmod(fd, header.mode & 0o7777)
             self.set_xattrs(fd, header, True)

@@ -8,7 +8,9 @@ stream, and raises ArchiveError on anything malformed.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -125,6 +127,37 @@ class _MemberStream:
     def readable(self) -> bool:
         return True
 
+    def copy_to(self, fd: int) -> None:
+        """Write the rest of the member's data to ``fd``: by the kernel
+        (copy_file_range) when the archive is a regular file, else read and write."""
+        src = self._reader._src
+        if self.remaining and self._reader.regular_file:
+            start = src.tell()
+            done = 0
+            while done < self.remaining:
+                n = os.copy_file_range(src.fileno(), fd, self.remaining - done, start + done)
+                if n == 0:
+                    raise ArchiveError(
+                        f"{self._reader._what}: unexpected EOF (truncated tar archive)"
+                    )
+                done += n
+            src.seek(done, os.SEEK_CUR)
+            self._reader.offset += done
+            self.remaining = 0
+            return
+        while self.remaining:
+            view = memoryview(self.read(min(CHUNK, self.remaining)))
+            while view:
+                view = view[os.write(fd, view) :]
+
+
+def _is_regular_file(src: object) -> bool:
+    """A plain, seekable file on disk (a blob), not a pipe or a decompressor."""
+    try:
+        return bool(src.seekable()) and stat.S_ISREG(os.fstat(src.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
 
 class TarReader:
     """Iterate over a tar stream's members; each member's ``data`` must be read
@@ -135,6 +168,7 @@ class TarReader:
         self._what = what
         self.offset = 0
         self.ended = False
+        self.regular_file = _is_regular_file(src)
 
     def _read_exact(self, n: int) -> bytes:
         data = self._src.read(n)

@@ -34,6 +34,12 @@ class StorageDriver(Protocol):
 
     def has_layer(self, chain_id: str) -> bool: ...
 
+    def unsynced_marker(self, chain_id: str) -> Path:
+        """The file in a new layer that says its files may not be on the disk yet
+        (it holds the boot ID); whoever syncs the filesystem removes it. On open, a
+        driver drops layers still marked by an earlier boot."""
+        ...
+
     def create_layer(self, chain_id: str, parent: str | None, tar: BinaryIO) -> int:
         """Unpack an (uncompressed) OCI layer tar on top of ``parent``'s chain.
 

@@ -29,11 +29,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
+from dockyard.durable import boot_id
 from dockyard.errors import Conflict, InvalidArgument, NotFound, StoreCorrupt
 
 _CHAIN_ID = re.compile(r"[0-9a-f]{64}")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{1,64}")
 _TMP_PREFIX = "tmp-"
+UNSYNCED = "unsynced"  # in a layer dir: its files may not be on the disk yet (boot ID)
 
 
 def check_chain_id(chain_id: str) -> str:
@@ -136,16 +138,6 @@ def supports_d_type(directory: Path) -> bool:
             _libc.closedir(handle)
     finally:
         probe.rmdir()
-
-
-def syncfs(path: Path) -> None:
-    """Flush the filesystem holding ``path`` (a layer is durable before it is visible)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            _raise_errno("syncfs", path)
-    finally:
-        os.close(fd)
 
 
 # -- mounts -------------------------------------------------------------------------------
@@ -375,8 +367,34 @@ class DriverBase:
             raise
         return tmp, fd
 
+    def unsynced_marker(self, chain_id: str) -> Path:
+        """The file that says a layer's files may not be on the disk yet; whoever
+        syncs the filesystem afterwards removes it."""
+        return self._layer_dir(chain_id) / UNSYNCED
+
+    def _discard_unsynced_of_old_boots(self) -> None:
+        """A layer unpacked but not yet synced when the machine went down may have
+        lost files: it goes (it is unpacked again from its blob when needed),
+        unless something sits on it."""
+        boot = boot_id()
+        removed = True
+        while removed:  # a layer kept for its child goes once the child went
+            removed = False
+            for chain_id in self.layers():
+                try:
+                    written = read_text(self.unsynced_marker(chain_id))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if written == boot:
+                    continue
+                with contextlib.suppress(Conflict):
+                    self.remove_layer(chain_id)
+                    removed = True
+
     def cleanup(self) -> None:
-        """Delete what a crash left behind: staging dirs whose owner is gone."""
+        """Delete what a crash left behind: staging dirs whose owner is gone, layers
+        that may not have reached the disk."""
+        self._discard_unsynced_of_old_boots()
         for entry in os.scandir(self.home):
             if not entry.name.startswith(_TMP_PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
@@ -417,7 +435,9 @@ class DriverBase:
             size = self._fill_layer(tmp, parent, tar)
             write_text(tmp / "parent", parent or "")
             write_text(tmp / "size", str(size))
-            syncfs(tmp)
+            # not synced here: the caller has it synced later (store.durability) and
+            # the marker says which boot wrote it; see _discard_unsynced_of_old_boots
+            write_text(tmp / UNSYNCED, boot_id())
             with self._lock():
                 self._require_layer(parent)  # not removed while we unpacked
                 if not self._publish(tmp, dest):

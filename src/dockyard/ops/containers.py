@@ -24,6 +24,7 @@ from dockyard.oci.config import container_config
 from dockyard.ops import container_records as records
 from dockyard.ops.container_records import Container
 from dockyard.ops.lookup import find_image, not_found_name
+from dockyard.store import durability
 from dockyard.store.store import Store, chain_ids
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -67,13 +68,16 @@ def driver_for(store: Store) -> StorageDriver:
     return open_driver(store.root, store.driver_name)
 
 
-def ensure_layers(store: Store, driver: StorageDriver, image_id: str) -> str:
-    """Unpack the image's layers on the driver (once per chain); returns the top chain hex."""
+def ensure_container_layers(store: Store, driver: StorageDriver, image_id: str) -> tuple[str, str]:
+    """Unpack the image's layers on the driver (once per chain), then the init layer
+    on top: (image chain hex, init key). What was unpacked now is flushed to the
+    disk in the background (store.durability)."""
     image = store.image(image_id)
     if image is None:
         raise ImageNotFound(image_id)
     chains = chain_ids(image.diff_ids)
     parent: str | None = None
+    unpacked = []
     for diff_id, chain in zip(image.diff_ids, chains, strict=True):
         key = chain.removeprefix("sha256:")
         if not driver.has_layer(key):
@@ -82,8 +86,15 @@ def ensure_layers(store: Store, driver: StorageDriver, image_id: str) -> str:
                 raise DockyardError(f"layer {diff_id} is missing from the store")
             with store.blobs.open(layer.blob) as f:
                 driver.create_layer(key, parent, f)
+            unpacked.append(driver.unsynced_marker(key))
         parent = key
-    return parent or ""
+    chain = parent or ""
+    init, made = init_layer(driver, chain)
+    if made:
+        unpacked.append(driver.unsynced_marker(init))
+    if unpacked:
+        durability.sync_later(store.root, unpacked)
+    return chain, init
 
 
 # Mount points the runtime binds over (Docker's "-init" layer): kept in a layer of
@@ -92,15 +103,16 @@ INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 INIT_DIRS = ("dev", "dev/pts", "dev/shm", "etc", "proc", "sys")
 
 
-def init_layer(driver: StorageDriver, image_chain: str) -> str:
-    """The init layer on top of ``image_chain`` (shared by its containers); its key."""
+def init_layer(driver: StorageDriver, image_chain: str) -> tuple[str, bool]:
+    """The init layer on top of ``image_chain`` (shared by its containers): its key,
+    and whether it was made now."""
     import hashlib
     import io
     import tarfile
 
     key = hashlib.sha256(f"dockyard-init:{image_chain}".encode()).hexdigest()
     if driver.has_layer(key):
-        return key
+        return key, False
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in INIT_DIRS:
@@ -114,7 +126,7 @@ def init_layer(driver: StorageDriver, image_chain: str) -> str:
             tar.addfile(info, io.BytesIO(b""))
     buf.seek(0)
     driver.create_layer(key, image_chain or None, buf)
-    return key
+    return key, True
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -247,8 +259,8 @@ def create(store: Store, image_name: str, opts: RunOptions) -> Container:
         auto_remove=opts.auto_remove,
     )
     driver = driver_for(store)
-    chain = ensure_layers(store, driver, image_id)
-    driver.create_rw(cid, init_layer(driver, chain))
+    chain, init = ensure_container_layers(store, driver, image_id)
+    driver.create_rw(cid, init)
     container = Container(
         id=cid,
         name=name,

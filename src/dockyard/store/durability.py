@@ -27,16 +27,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dockyard.digest import hash_file
+from dockyard.durable import boot_id, syncfs
 
 LOCK_NAME = "sync.lock"
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-
-
-def boot_id() -> str:
-    try:
-        return _BOOT_ID.read_text().strip()
-    except OSError:
-        return ""
 
 
 def mark_unsynced(conn: sqlite3.Connection, digests: Iterable[str]) -> None:
@@ -48,10 +41,13 @@ def mark_unsynced(conn: sqlite3.Connection, digests: Iterable[str]) -> None:
     )
 
 
-def sync_later(root: Path) -> None:
-    """Start the detached syncer for ``root`` (it waits for any running one)."""
+def sync_later(root: Path, markers: Iterable[Path] = ()) -> None:
+    """Start the detached syncer for ``root`` (it waits for any running one).
+
+    ``markers``: files whose presence says "not on disk yet" (a driver's unpacked
+    layers): the syncer flushes their filesystems, then removes them."""
     subprocess.Popen(
-        [sys.executable, "-m", __name__, str(root)],
+        [sys.executable, "-m", __name__, str(root), *map(str, markers)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -150,12 +146,37 @@ def recover(root: Path, conn: sqlite3.Connection) -> list[str]:
     return lost
 
 
+def clear_markers(markers: Iterable[Path]) -> None:
+    """Flush the filesystems holding ``markers`` (one syncfs each), then remove
+    the markers this boot wrote."""
+    markers = list(markers)
+    seen: set[int] = set()
+    for marker in markers:
+        try:
+            dev = os.stat(marker.parent).st_dev
+        except FileNotFoundError:
+            continue
+        if dev not in seen:
+            seen.add(dev)
+            syncfs(marker.parent)
+    boot = boot_id()
+    for marker in markers:
+        try:
+            if marker.read_text().strip() == boot:
+                marker.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+
+
 def main(argv: list[str]) -> int:
     from dockyard.store import records
 
     root = Path(argv[0])
     conn = records.connect(root / "dockyard.db")
     try:
+        with open(root / LOCK_NAME, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            clear_markers(Path(m) for m in argv[1:])
         sync_pending(root, conn)
         return 0
     finally:
