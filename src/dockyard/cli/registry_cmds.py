@@ -43,7 +43,8 @@ def registry() -> None:
 
 @registry.command("serve")
 @click.option("--addr", help="Address to listen on, HOST:PORT (default 127.0.0.1:5000).")
-@click.option("--workers", type=click.IntRange(min=1), help="Server worker processes (default: one per CPU, at most 4).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Server worker processes (default: one per CPU, at most 4).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--access-log", is_flag=True, help="Log every request.")
