@@ -15,6 +15,7 @@ cleanup() {
     tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
     ids=$("$BIN" ps -aq 2>/dev/null || true)
     [ -z "$ids" ] || "$BIN" rm -f $ids >/dev/null 2>&1 || true
+    ip link del dydemo0 2>/dev/null || true  # the demo's own bridge
 }
 if [ -d "$DOCKYARD_ROOT" ]; then
     ids=$("$BIN" ps -aq 2>/dev/null || true)

@@ -65,13 +65,17 @@ def tmux() -> Iterator[Tmux]:
 
 
 @pytest.fixture
-def network_config(dockyard: Dockyard) -> dict[str, str]:
-    """A bridge and subnet of this test's own, so parallel workers never collide."""
+def network_config(dockyard: Dockyard) -> Iterator[dict[str, str]]:
+    """A bridge and subnet of this test's own, so parallel workers never collide;
+    the bridge is deleted afterwards (the containers are gone by then)."""
+    from dockyard.runtime.network import delete_bridge
+
     n = abs(hash(worker_id())) % 200 + 20
     config = {"bridge": f"dyt{n}", "default-subnet": f"172.31.{n}.0/24"}
     dockyard.root.mkdir(parents=True, exist_ok=True)
     (dockyard.root / "config.json").write_text(json.dumps(config))
-    return config
+    yield config
+    delete_bridge(config["bridge"])
 
 
 def test_seed_walkthrough(dockyard: Dockyard, busybox_tar: Path, tmux: Tmux,
