@@ -44,6 +44,7 @@ MANIFEST_ACCEPT = ", ".join(
 MAX_MANIFEST = 4 << 20
 MAX_CONFIG = 64 << 20
 IO_CHUNK = 256 << 10
+UPLOAD_PIECE = 1 << 20  # a PATCH body is sent in pieces of this size
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ class Registry:
             src.seek(start)
             left = length
             while left > 0:
-                data = src.read(min(IO_CHUNK, left))
+                data = src.read(min(UPLOAD_PIECE, left))
                 if not data:
                     raise DockyardError("upload source ended early")
                 left -= len(data)
@@ -413,7 +414,8 @@ class BlobBody:
         self.response = response
         self.start = start
 
-    def chunks(self, size: int = IO_CHUNK) -> Iterator[bytes]:
+    def chunks(self, size: int | None = IO_CHUNK) -> Iterator[bytes]:
+        """Raw bytes in pieces of ``size`` (None: as they come off the connection)."""
         url = str(self.response.url)
         try:
             yield from self.response.iter_raw(size)

@@ -3,9 +3,12 @@
 gzip is written like pigz: the input is cut into fixed 1 MiB blocks, each
 block is deflated on its own thread (isal releases the GIL) with the previous
 32 KiB as its dictionary and ends with a sync flush, and the pieces are joined
-into one gzip member (header mtime 0, no name, OS 255; CRC combined). zstd uses
-libzstd's worker threads, whose output does not depend on the number of workers
-(at least one worker is always used: single-threaded mode writes other frames).
+into one gzip member (header mtime 0, no name, OS 255; CRC combined). A block
+is written as stored (uncompressed) deflate blocks when deflating it saves under
+1/256, or, without trying, when three 16 KiB samples of it do not shrink (random
+or already compressed data). zstd uses libzstd's worker threads, whose output
+does not depend on the number of workers (at least one worker is always used:
+single-threaded mode writes other frames).
 Either way the same layer gives the same bytes, hence the same digest, on every
 run and with any number of threads; output is hashed while it is written.
 """
@@ -72,14 +75,56 @@ class _HashingWriter:
         return Sized(Digest("sha256:" + self.hash.hexdigest()), self.size)
 
 
+STORED_MAX = 0xFFFF  # bytes in one stored deflate block
+STORE_UNLESS_SAVES_SHIFT = 8  # store a block that compression shrinks by less than 1/256
+SAMPLE = 16 << 10  # bytes of each of the 3 samples that tell an incompressible block
+SAMPLE_SAVES_SHIFT = 6  # a sample is incompressible unless it shrinks by 1/64 or more
+
+
+def _stored(data: bytes, last: bool) -> bytes:
+    """``data`` as stored (uncompressed) deflate blocks, starting at a byte boundary
+    (every block before ends with a sync flush or is stored itself)."""
+    pieces = [data[i : i + STORED_MAX] for i in range(0, len(data), STORED_MAX)] or [b""]
+    out = bytearray()
+    for n, piece in enumerate(pieces):
+        final = last and n == len(pieces) - 1
+        out += struct.pack("<BHH", 1 if final else 0, len(piece), len(piece) ^ 0xFFFF)
+        out += piece
+    return bytes(out)
+
+
+def _incompressible(data: bytes) -> bool:
+    """Samples at the start, middle and end of a block all fail to shrink (random or
+    already compressed data): the block is then stored without trying to compress it,
+    which costs a fraction of deflating it."""
+    from isal import isal_zlib
+
+    if len(data) < 4 * SAMPLE:
+        return False
+    for pos in (0, (len(data) - SAMPLE) // 2, len(data) - SAMPLE):
+        sample = data[pos : pos + SAMPLE]
+        c = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
+        if len(c.compress(sample) + c.flush()) < SAMPLE - (SAMPLE >> SAMPLE_SAVES_SHIFT):
+            return False
+    return True
+
+
 def _deflate(data: bytes, dictionary: bytes, last: bool) -> tuple[bytes, int, int]:
     from isal import isal_zlib
 
+    if _incompressible(data):
+        return _stored(data, last), isal_zlib.crc32(data), len(data)
     if dictionary:
         c = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, -15, 9, 0, dictionary)
     else:
         c = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, -15)
     out = c.compress(data) + c.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+    # (nearly) incompressible (random, already compressed): store the block as it is,
+    # as zlib and zstd do; a Huffman-coded random block is no smaller and inflates
+    # several times slower than a stored one (memcpy). Decided by the block's own
+    # bytes, so the output stays the same on every run and thread count.
+    if len(out) >= len(data) - (len(data) >> STORE_UNLESS_SAVES_SHIFT):
+        out = _stored(data, last)
     return out, isal_zlib.crc32(data), len(data)
 
 

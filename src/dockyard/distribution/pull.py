@@ -9,6 +9,10 @@ in the middle reconnect at the current offset (a few times). Everything read is
 hashed; ``verify()`` checks digest and size, and only then is the partial file
 removed. The file is locked while in use, so two pulls of the same blob wait for
 each other instead of mixing their bytes.
+
+With ``prefetch=True`` a thread of its own does the fetching (network, partial
+file, hashing) a few MiB ahead of the reader, so that a reader that decompresses
+and unpacks works while the next bytes arrive.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,9 @@ from dockyard.distribution.errors import RegistryError, TransportError
 from dockyard.distribution.progress import Event, Reporter, ignore, short_id
 from dockyard.distribution.push import retries, retry_delay
 from dockyard.errors import DigestMismatch, DockyardError, InvalidArgument
+
+PREFETCH_READ = 256 << 10  # largest piece the prefetch thread reads at once
+PREFETCH_PIECES = 64  # pieces it may hold ahead of the reader (network pieces are <= 64 KiB)
 
 LAYER_TYPES = {
     mediatypes.OCI_LAYER_TAR,
@@ -150,6 +160,67 @@ def resolve(registry: Registry, repo: str, reference: str, platform: Platform) -
     return Resolved(manifest, top.digest, config, layers)
 
 
+class ReadAhead:
+    """A reader of the pieces ``produce`` returns (b"" at the end), which a thread of
+    its own calls up to ``ahead`` pieces before the reader needs them. What
+    ``produce`` raises reaches the reader in stream order, after the bytes before it.
+    The thread starts at the first read; ``close`` stops it."""
+
+    def __init__(self, produce: Callable[[], bytes], name: str, ahead: int) -> None:
+        self._produce = produce
+        self._name = name
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(ahead)
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._buf = b""
+        self._off = 0
+        self._eof = False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                data = self._produce()
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as e:  # the reader raises it
+            self._queue.put(e)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._off >= len(self._buf):
+            if self._eof:
+                return b""
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            if not item:
+                self._eof = True
+                return b""
+            self._buf, self._off = item, 0
+        start = self._off
+        data = self._buf[start : start + n] if n >= 0 else self._buf[start:]  # no copy if whole
+        self._off = start + len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop = True
+        while thread.is_alive():  # unblock a put() on a full queue
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        thread.join()
+        self._thread = None
+
+
 class ResumableBlob:
     """A readable stream of one blob, resumed from (and kept in) a partial file."""
 
@@ -160,6 +231,7 @@ class ResumableBlob:
         desc: Descriptor,
         partial_dir: Path,
         report: Reporter = ignore,
+        prefetch: bool = False,
     ) -> None:
         self.registry = registry
         self.repo = repo
@@ -176,6 +248,12 @@ class ResumableBlob:
         self._chunks: Any = None
         self._stack = contextlib.ExitStack()
         self._attempt = 0
+        self._ahead = (
+            ReadAhead(lambda: self._read_direct(PREFETCH_READ), f"fetch-{self.sid}",
+                      PREFETCH_PIECES)
+            if prefetch
+            else None
+        )  # fmt: skip
 
     def __enter__(self) -> ResumableBlob:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +266,8 @@ class ResumableBlob:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
         self._close_body()
         if self._fd >= 0:
             os.close(self._fd)
@@ -214,7 +294,7 @@ class ResumableBlob:
             )
         skip = self.pos - body.start  # a registry that ignores Range sends it all again
         self._body = body
-        self._chunks = body.chunks()
+        self._chunks = body.chunks(None)  # as they arrive: read() cuts them
         while skip > 0:
             data = next(self._chunks, b"")
             if not data:
@@ -258,6 +338,11 @@ class ResumableBlob:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = 1 << 20
+        if self._ahead is not None:
+            return self._ahead.read(n)
+        return self._read_direct(n)
+
+    def _read_direct(self, n: int) -> bytes:
         size = self.desc.size
         if self.pos >= size:
             return b""
@@ -265,7 +350,7 @@ class ResumableBlob:
             data = os.pread(self._fd, min(n, self.have - self.pos), self.pos)
             if not data:  # the partial file shrank under us: fetch the rest
                 self.have = self.pos
-                return self.read(n)
+                return self._read_direct(n)
         else:
             data = self._next_network_chunk()
             if len(data) > n:
@@ -317,6 +402,7 @@ def pull_blob_bytes(registry: Registry, repo: str, desc: Descriptor, limit: int)
 __all__ = [
     "Descriptor",
     "Platform",
+    "ReadAhead",
     "RegistryError",
     "Resolved",
     "ResumableBlob",

@@ -1,12 +1,20 @@
 """Pushing blobs and manifests: skip what the registry has, mount what another
-repository of it has, compress the rest deterministically and upload it in
-chunks that survive interruptions.
+repository of it has, and compress the rest deterministically while uploading it
+in chunks that survive interruptions.
+
+A layer is compressed on a thread into an unnamed spool file (in
+``<workdir>/blobs/``, gone when the push ends, however it ends) while the
+uploader sends what is ready, chunk by chunk (``PATCH``), so compression and the
+upload overlap; the digest is known when compression ends and goes into the
+final ``PUT``. The spool is temporary data: it is never fsynced.
 
 Upload sessions are kept in ``<workdir>/uploads/<key>.json`` (the registry's
-latest upload URL for a (registry, repository, digest)), so that a push cut
-off in the middle continues, in this process or a later one, from the offset
-the registry reports (``GET`` on the upload URL, then ``PATCH`` the rest).
-Compressed layers wait in ``<workdir>/blobs/`` until their upload is done.
+latest upload URL for a (registry, repository, layer, compression)), so that a
+push cut off in the middle continues, in this process or a later one, from the
+offset the registry reports (``GET`` on the upload URL). Within a process the
+spool still holds every byte; a later process compresses the layer again (the
+same bytes: compression is deterministic) and sends only what the registry does
+not hold. The registry checks the digest of the whole blob at the ``PUT``.
 
 Note on distribution 2.8 (Docker's registry): it signs the offset into the
 upload URL and cancels an upload whose stored size differs from it, so after a
@@ -19,20 +27,20 @@ chunks). Registries that report their true offset resume at that byte.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
+import tempfile
+import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from dockyard import mediatypes
-from dockyard.digest import Digest, Sized, hash_file
+from dockyard.digest import Digest, Sized
 from dockyard.distribution.client import Registry
 from dockyard.distribution.compress import compress, compression_of, layer_media_type
 from dockyard.distribution.errors import RegistryError, TransportError
@@ -176,141 +184,129 @@ class Pusher:
                     self.report(Event(sid, f"Mounted from {s.repo}"))
                     return PushedBlob(job.diff_id, s.digest, media_type, s.size, "mounted")
                 reg.cancel_upload(location)
-        # 3. compress (or reuse what an interrupted push compressed), then upload
-        path, blob = self._compressed(job, kind)
-        if blob.digest not in checked:
-            size = retrying(lambda: reg.blob_size(self.repo, blob.digest), self.report, sid)
-            if size is not None:
-                self.report(Event(sid, "Layer already exists"))
-                self._forget(path)
-                return PushedBlob(job.diff_id, blob.digest, media_type, blob.size, "exists", True)
-        self.upload_file(path, blob, sid)
-        self._forget(path)
+        # 3. compress while uploading (resuming a session an earlier attempt left)
+        blob = self._stream(job, kind)
         self.report(Event(sid, "Pushed"))
         return PushedBlob(job.diff_id, blob.digest, media_type, blob.size, "pushed", True)
 
-    def _compressed(self, job: LayerJob, kind: str) -> tuple[Path, Sized]:
-        blobs = self.workdir / "blobs"
-        blobs.mkdir(parents=True, exist_ok=True)
-        final = blobs / f"{Digest(job.diff_id).hex}.{kind}"
-        with _flocked(final.with_name(final.name + ".lock")):
-            if final.exists():
-                return final, hash_file(str(final))
-            tmp = blobs / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-            sid = job.short
-            try:
-                with open(job.path, "rb") as src, open(tmp, "wb") as dst:
-                    sized = compress(
-                        src,
-                        dst,
-                        kind,
-                        size=job.tar_size,
-                        progress=lambda n: self.report(
-                            Event(sid, "Compressing", n, job.tar_size, progress=True)
-                        ),
-                    )
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.rename(tmp, final)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-                raise
-            return final, sized
-
-    def _forget(self, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + ".lock").unlink()
-
     # -- uploads ---------------------------------------------------------------------
 
-    def _state_path(self, digest: str) -> Path:
-        key = hashlib.sha256(f"{self.registry.host}/{self.repo}@{digest}".encode()).hexdigest()
-        return self.workdir / "uploads" / f"{key[:32]}.json"
+    def _state_path(self, key: str) -> Path:
+        name = hashlib.sha256(f"{self.registry.host}/{self.repo}@{key}".encode()).hexdigest()
+        return self.workdir / "uploads" / f"{name[:32]}.json"
 
-    def _save_state(self, digest: str, location: str) -> None:
-        path = self._state_path(digest)
+    def _save_state(self, key: str, location: str) -> None:
+        path = self._state_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         record = {
             "registry": self.registry.host,
             "repo": self.repo,
-            "digest": digest,
+            "layer": key,
             "location": location,
         }
         tmp.write_text(json.dumps(record))
         os.replace(tmp, path)
 
-    def _load_state(self, digest: str) -> str | None:
+    def _load_state(self, key: str) -> str | None:
         try:
-            record = json.loads(self._state_path(digest).read_text())
+            record = json.loads(self._state_path(key).read_text())
         except (OSError, ValueError):
             return None
         location = record.get("location") if isinstance(record, dict) else None
         return location if isinstance(location, str) else None
 
-    def _drop_state(self, digest: str) -> None:
+    def _drop_state(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._state_path(digest).unlink()
+            self._state_path(key).unlink()
 
-    def upload_file(self, path: Path, blob: Sized, sid: str) -> None:
-        """Upload a file as ``blob``, resuming a session an earlier attempt left."""
+    def _stream(self, job: LayerJob, kind: str) -> Sized:
+        """Compress ``job``'s tar into a spool on a thread while uploading the spool."""
+        sid = job.short
+        blobs = self.workdir / "blobs"
+        blobs.mkdir(parents=True, exist_ok=True)
+
+        def consumed(n: int) -> None:  # Docker's push bar counts the layer's own bytes
+            self.report(Event(sid, "Pushing", n, job.tar_size, progress=True))
+
+        with _Spool(blobs) as spool:
+            worker = threading.Thread(
+                target=spool.fill,
+                args=(job.path, kind, job.tar_size, consumed),
+                name=f"compress-{sid}",
+                daemon=True,
+            )
+            worker.start()
+            try:
+                return self._upload(spool, f"{job.diff_id}.{kind}", sid)
+            finally:
+                spool.cancel()  # stops the compressor if the upload failed
+                worker.join()
+
+    def _upload(self, spool: _Spool, key: str, sid: str) -> Sized:
+        """Send the spool's bytes as they come; finish with the digest compression gave."""
         reg = self.registry
-        size = blob.size
         location: str | None = None
         offset = 0
-        saved = self._load_state(blob.digest)
+        resumed = False
+        saved = self._load_state(key)
         if saved is not None:
             found = retrying(lambda: reg.upload_offset(saved), self.report, sid)
-            if found is not None and found <= size:
-                location, offset = saved, found
+            if found is not None:
+                location, offset, resumed = saved, found, found > 0
             else:
-                self._drop_state(blob.digest)
+                self._drop_state(key)
         attempt = 0
-        done = [offset]
-
-        def sent(n: int) -> None:
-            done[0] += n
-            self.report(Event(sid, "Pushing", done[0], size, progress=True))
-
-        with open(path, "rb") as src:
-            while True:
+        reader = spool.reader()
+        while True:
+            try:
+                if location is None:
+                    location = reg.start_upload(self.repo)
+                    assert location is not None
+                    offset = 0
+                    self._save_state(key, location)
+                while True:
+                    ready = spool.wait(offset + self.chunk)
+                    n = min(self.chunk, ready - offset)
+                    if n <= 0:
+                        break
+                    location = reg.upload_chunk(location, cast(BinaryIO, reader), offset, n)
+                    offset += n
+                    self._save_state(key, location)
+                blob = spool.result()
+                if offset != blob.size:  # the registry holds more than the blob: start over
+                    reg.cancel_upload(location)
+                    location, resumed = None, False
+                    continue
                 try:
-                    if location is None:
-                        location = reg.start_upload(self.repo)
-                        assert location is not None
-                        offset = 0
-                        self._save_state(blob.digest, location)
-                    done[0] = offset
-                    while offset < size:
-                        n = min(self.chunk, size - offset)
-                        location = reg.upload_chunk(location, src, offset, n, sent)
-                        offset += n
-                        self._save_state(blob.digest, location)
                     reg.finish_upload(location, blob.digest)
-                    self._drop_state(blob.digest)
-                    return
-                except TransportError as e:
-                    attempt += 1
-                    if not e.retryable or attempt > retries():
+                except RegistryError:
+                    if not resumed:
                         raise
-                    delay = retry_delay(attempt)
-                    for left in range(delay, 0, -1):
-                        self.report(
-                            Event(sid, f"Retrying in {left} second{'s' if left > 1 else ''}")
-                        )
-                        time.sleep(1)
-                    if location is not None:
-                        try:
-                            found = reg.upload_offset(location)
-                        except TransportError:
-                            found = offset  # ask again on the next round
-                        if found is None or found > size:
-                            location = None
-                        else:
-                            offset = found
+                    # what an earlier process sent is not what was made now (a different
+                    # compression library?): send it all again, once
+                    reg.cancel_upload(location)
+                    location, resumed = None, False
+                    continue
+                self._drop_state(key)
+                return blob
+            except TransportError as e:
+                attempt += 1
+                if not e.retryable or attempt > retries():
+                    raise
+                delay = retry_delay(attempt)
+                for left in range(delay, 0, -1):
+                    self.report(Event(sid, f"Retrying in {left} second{'s' if left > 1 else ''}"))
+                    time.sleep(1)
+                if location is not None:
+                    try:
+                        found = reg.upload_offset(location)
+                    except TransportError:
+                        found = offset  # ask again on the next round
+                    if found is None:
+                        location = None
+                    else:
+                        offset = found
 
     # -- config and manifest -------------------------------------------------------------
 
@@ -362,14 +358,102 @@ def image_manifest(config: bytes, layers: list[PushedBlob], kind: str) -> tuple[
     return json.dumps(oci, separators=(",", ":")).encode(), mediatypes.OCI_MANIFEST
 
 
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+class _Spool:
+    """Compressed bytes as they are made: an unnamed temp file that one thread fills
+    (``fill``: compress a file into it) while another reads what is there (``wait``
+    for enough bytes, then ``reader()``). Every byte stays until the spool is closed,
+    so an upload can go back to any offset."""
+
+    def __init__(self, directory: Path) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by __exit__)
+        self._fd = self._file.fileno()
+        self._size = 0
+        self._done = False
+        self._cancelled = False
+        self._error: BaseException | None = None
+        self._result: Sized | None = None
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    # the compressor's side
+    def write(self, data: bytes | memoryview) -> int:
+        if self._cancelled:
+            raise _Cancelled()
+        view = memoryview(data)
+        pos = self._size
+        while view:
+            n = os.pwrite(self._fd, view, pos)
+            view, pos = view[n:], pos + n
+        with self._cond:
+            self._size = pos
+            self._cond.notify_all()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def fill(self, path: Path, kind: str, size: int, consumed: Callable[[int], None]) -> None:
+        result: Sized | None = None
+        error: BaseException | None = None
+        try:
+            with open(path, "rb") as src:
+                result = compress(src, cast(BinaryIO, self), kind, size=size, progress=consumed)
+        except BaseException as e:  # handed to the uploader, which raises it
+            error = e
+        with self._cond:
+            self._result, self._error, self._done = result, error, True
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    # the uploader's side
+    def wait(self, want: int) -> int:
+        """Bytes ready once there are ``want`` of them or compression is over."""
+        with self._cond:
+            while self._size < want and not self._done:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            return self._size
+
+    def result(self) -> Sized:
+        with self._cond:
+            while not self._done:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            assert self._result is not None
+            return self._result
+
+    def reader(self) -> _SpoolReader:
+        return _SpoolReader(self._fd)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _SpoolReader:
+    """``seek`` + ``read`` on the spool with pread (the writer keeps its own offset)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pos = 0
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else self._pos + pos
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        data = os.pread(self._fd, n if n >= 0 else 1 << 30, self._pos)
+        self._pos += len(data)
+        return data
 
 
 __all__ = [

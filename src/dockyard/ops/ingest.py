@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from dockyard import mediatypes
+from dockyard.archive.compression import decompressed
 from dockyard.archive.layer import LayerInfo, ingest_layer
 from dockyard.digest import Digest
 from dockyard.errors import ArchiveError, DigestMismatch
@@ -23,6 +24,9 @@ from dockyard.oci.timefmt import parse_ns
 from dockyard.reference import Reference
 from dockyard.store import durability
 from dockyard.store.store import LayerRecord, NewImage, Store
+
+if TYPE_CHECKING:
+    from dockyard.distribution.pull import ReadAhead
 
 
 @dataclass
@@ -40,11 +44,74 @@ class StagedLayer:
         )
 
 
-def stage_layer(store: Store, staging: Path, src: BinaryIO, what: str) -> StagedLayer:
-    """Copy a (possibly compressed) layer stream into staging as an uncompressed tar."""
+WRITEBACK_EVERY = 16 << 20
+
+
+class _Writeback:
+    """Writes to a file and asks the kernel to start writing it out every
+    WRITEBACK_EVERY bytes, so that the fsync before the blob is adopted finds little
+    left to do instead of the whole layer (the disk works while we unpack)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        from dockyard.archive.tarwrite import start_writeback
+
+        self._f = f
+        self._pending = 0
+        self._start = start_writeback
+
+    def write(self, data: bytes) -> int:
+        n = self._f.write(data)
+        self._pending += len(data)
+        if self._pending >= WRITEBACK_EVERY:
+            self._f.flush()
+            self._start(self._f.fileno())
+            self._pending = 0
+        return n
+
+
+INFLATE_PIECE = 1 << 20
+INFLATE_AHEAD = 16  # pieces
+
+
+def _inflate_ahead(src: BinaryIO, what: str) -> tuple[ReadAhead, list[str]]:
+    """The uncompressed bytes of ``src`` (with the bomb guard of ``decompressed``),
+    decompressed on a thread of its own; the list gets the compression found."""
+    from dockyard.distribution.pull import ReadAhead  # only pulls (httpx) need it
+
+    kind: list[str] = []
+    plain: list[BinaryIO] = []
+
+    def produce() -> bytes:
+        if not plain:
+            stream, found = decompressed(src, what)
+            plain.append(stream)
+            kind.append(found)
+        return plain[0].read(INFLATE_PIECE)
+
+    return ReadAhead(produce, "inflate", INFLATE_AHEAD), kind
+
+
+def stage_layer(
+    store: Store, staging: Path, src: BinaryIO, what: str, *, inflate_ahead: bool = False
+) -> StagedLayer:
+    """Copy a (possibly compressed) layer stream into staging as an uncompressed tar.
+
+    ``inflate_ahead``: decompress on another thread while this one checks, hashes and
+    writes the tar (pulls: ``src`` is a network stream; ``info.compressed_digest`` is
+    then not computed, the caller verifies the blob itself).
+    """
     fd, name = _mkstemp(staging, "layer")
     with os.fdopen(fd, "wb") as f:
-        info = ingest_layer(src, f, what)
+        out = cast(BinaryIO, _Writeback(f))
+        if inflate_ahead:
+            plain, kind = _inflate_ahead(src, what)
+            try:
+                info = ingest_layer(cast(BinaryIO, plain), out, what)
+            finally:
+                plain.close()
+            info = replace(info, compression=kind[0] if kind else "")
+        else:
+            info = ingest_layer(src, out, what)
         f.flush()
         os.fsync(f.fileno())
     path = Path(name)

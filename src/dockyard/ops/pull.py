@@ -1,11 +1,12 @@
 """``pull``: fetch images from a registry into the store, as Docker does.
 
-Layers download in parallel and are unpacked while they arrive: each blob
-stream goes through ``ingest.stage_layer`` (decompress, hash, check the tar)
-into a staging dir, while ``ResumableBlob`` keeps the compressed bytes in
-``<root>/tmp/pull/<hex>.partial`` and hashes them. Only when the blob digest,
-its size and the layer's diff_id are all right, for every layer, does
-``commit_images`` make the image visible (with its tag and ``name@digest``).
+Layers download in parallel and are unpacked while they arrive, each on three
+threads: ``ResumableBlob`` fetches (keeping the compressed bytes in
+``<root>/tmp/pull/<hex>.partial`` and hashing them), ``ingest.stage_layer``
+decompresses on a second and checks, hashes and writes the tar into a staging dir
+on the third. Only when the blob digest, its size and the layer's diff_id are
+all right, for every layer, does ``commit_images`` make the image visible (with
+its tag and ``name@digest``).
 A pull that is killed or cut off leaves the partial files, and the next pull
 continues them with ``Range`` requests.
 """
@@ -267,7 +268,7 @@ def fetch_layer(
     report: Reporter,
 ) -> StagedLayer:
     sid = short_id(desc.digest)
-    with ResumableBlob(registry, repo, desc, partial_dir, report) as blob:
+    with ResumableBlob(registry, repo, desc, partial_dir, report, prefetch=True) as blob:
         # another pull may have finished it while we waited (own connection: a thread)
         peek = Store(store.root, store.driver_name)
         try:
@@ -278,7 +279,9 @@ def fetch_layer(
             report(Event(sid, "Already exists"))
             return found
         try:
-            staged = stage_layer(store, staging, cast(BinaryIO, blob), f"layer {desc.digest}")
+            staged = stage_layer(
+                store, staging, cast(BinaryIO, blob), f"layer {desc.digest}", inflate_ahead=True
+            )
         except ArchiveError:
             blob.verify()  # content that is not what its digest says: say that
             raise
