@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Distribution benchmark: push and pull of the fat image, dockyard beside docker, podman
-and skopeo, all against one Debian distribution 2.8 registry (``docker-registry``).
+and skopeo, all against the same registry: Debian's distribution 2.8 (``docker-registry``),
+dockyard's own (``dockyard registry serve``), or each of them in turn.
 
 Measures the first push into an empty registry (gzip, and zstd where the client can),
 the push again into a registry that has every blob, and the pull into an empty local
-store, every client in the same run, and prints one table with the targets of issue 5
-marked PASS/FAIL.  See bench/README.md.
+store, every client in the same run, and prints one table per registry with the targets
+of issue 5 marked PASS/FAIL.  See bench/README.md.
 
     sudo .venv/bin/python bench/distribution.py            # 1 warm-up + 3 counted runs
     sudo .venv/bin/python bench/distribution.py --quick    # debian+busybox, 1 run
+    sudo .venv/bin/python bench/distribution.py --registry dockyard
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "integration")]
 import registry as regbench  # noqa: E402  (bench/registry.py: the distribution 2.8 server)
 import store  # noqa: E402  (bench/store.py: workloads, archives, peers, timing, formatting)
+from registry_server import RegistryServer  # noqa: E402  (tests/integration)
 from store import (  # noqa: E402
     Archive,
     BenchError,
@@ -49,6 +52,11 @@ peers = store.peers  # type: ignore[attr-defined]  # tests/integration/peers.py
 CLIENTS = ("dockyard", "docker", "podman", "skopeo")
 PEERS = CLIENTS[1:]
 OPS = ("push", "zstd", "again", "pull")
+REGISTRIES = ("distribution", "dockyard")  # table order
+SERVERS: dict[str, Callable[[Path], RegistryServer]] = {
+    "distribution": regbench.DistributionRegistry,  # env -i docker-registry serve CONFIG.yml
+    "dockyard": regbench.DockyardRegistry,  # dockyard registry serve --addr --data (no flags)
+}
 LOCAL_REF = "bench/fat:latest"  # store.py's fat.tar (and the --quick stand-in) is retagged
 
 
@@ -225,8 +233,13 @@ MAKERS: dict[str, Callable[[Path], Engine]] = {
 
 @dataclass(frozen=True)
 class Row:
-    key: str
+    key: str  # "<op>@<registry>"
     label: str
+    registry: str
+
+
+def row_key(op: str, registry: str) -> str:
+    return f"{op}@{registry}"
 
 
 @dataclass
@@ -246,9 +259,9 @@ class Bench:
     def diff_ids(self) -> list[str]:
         return [layer.diff_id for layer in self.archive.images[0].layers]
 
-    def endpoint(self, tag: str) -> regbench.Endpoint:
-        server = regbench.DistributionRegistry(self.regdir / f"{tag}-0")
-        return regbench.Endpoint(server, self.regdir)
+    def endpoint(self, registry: str, tag: str) -> regbench.Endpoint:
+        server = SERVERS[registry](self.regdir / f"{registry}-{tag}-0")
+        return regbench.Endpoint(server, self.regdir / f"{registry}-{tag}")
 
     def fresh(self, ep: regbench.Endpoint) -> None:
         """A new empty data dir and a port never used before in this run (podman's and
@@ -260,24 +273,31 @@ class Bench:
                 self.ports.add(ep.server.port)
                 return
 
-    def rounds(self) -> Iterator[tuple[int, bool, list[Client]]]:
-        """(run, counted?, clients in this run's order: rotated from run to run)."""
+    def rounds(
+        self, eps: dict[str, regbench.Endpoint]
+    ) -> Iterator[tuple[int, bool, regbench.Endpoint, list[Client]]]:
+        """(run, counted?, registry, clients in this run's order): per run every registry
+        (which goes first alternates from run to run), clients rotated from run to run."""
         order = list(self.clients.values())
+        regs = list(eps.values())
         n = 0
         for counted, count in ((False, self.args.warmup), (True, self.args.runs)):
             for i in range(count):
-                k = n % len(order)
-                yield i, counted, order[k:] + order[:k]
+                k, r = n % len(order), n % len(regs)
+                for ep in regs[r:] + regs[:r]:
+                    yield i, counted, ep, order[k:] + order[:k]
                 n += 1
 
     def timed(self, client: Client, row: str, args: list[str], counted: bool, what: str) -> Sample:
         load = float(loadavg().split()[0])
         sample = client.timed(*args)
         tail = "" if counted else " (warm-up)"
-        log(f"{what}: {client.name} {fmt_time(sample.seconds)} (load {load:.2f}){tail}")
+        registry = self.rows[row].registry
+        seconds = fmt_time(sample.seconds)
+        log(f"{what} [{registry}]: {client.name} {seconds} (load {load:.2f}){tail}")
         self.samples.append({
-            "row": row, "client": client.name, "seconds": sample.seconds, "load1": load,
-            "counted": counted, "maxrss_kb": sample.maxrss_kb,
+            "row": row, "registry": registry, "client": client.name, "seconds": sample.seconds,
+            "load1": load, "counted": counted, "maxrss_kb": sample.maxrss_kb,
         })  # fmt: skip
         if counted:
             self.results.add_time(row, client.name, sample.seconds)
@@ -312,55 +332,65 @@ class Bench:
             if client.name == "dockyard":
                 raise
             first = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
-            self.results.notes[f"{self.rows[row].label}, {client.name}"] = f"failed: {first}"
+            label = f"{self.rows[row].label} [{self.rows[row].registry}]"
+            self.results.notes[f"{label}, {client.name}"] = f"failed: {first}"
             self.skipped.add((row, client.name))
             log(f"{client.name} failed {row}: {e}")
 
     # -- push ------------------------------------------------------------------------
 
-    def bench_push(self, ep: regbench.Endpoint) -> None:
+    def bench_push(self, eps: dict[str, regbench.Endpoint]) -> None:
         ops = set(self.args.ops)
-        for run, counted, order in self.rounds():
+        for run, counted, ep, order in self.rounds(eps):
+            for other in eps.values():  # one registry at a time (each first push restarts it)
+                if other is not ep:
+                    other.server.stop()
             for client in order:
                 for kind in client.compressions:
-                    row = "push" if kind == "gzip" else "zstd"
-                    if row not in ops and not (kind == "gzip" and "again" in ops):
+                    op = "push" if kind == "gzip" else "zstd"
+                    if op not in ops and not (kind == "gzip" and "again" in ops):
                         continue
+                    row = row_key(op, ep.name)
 
                     def step(
-                        client: Client = client, kind: str = kind, row: str = row,
-                        run: int = run, counted: bool = counted,
+                        client: Client = client, kind: str = kind, row: str = row, op: str = op,
+                        run: int = run, counted: bool = counted, ep: regbench.Endpoint = ep,
                     ) -> None:  # fmt: skip
                         self.fresh(ep)
                         repo, tag = "bench/fat", f"r{run}-{kind}"
                         remote = f"{ep.server.host}/{repo}:{tag}"
                         args = client.push_args(remote, kind)
                         what = f"run {run}: first push {kind}"
-                        self.timed(client, row, args, counted and row in ops, what)
+                        self.timed(client, row, args, counted and op in ops, what)
                         self.check_manifest(ep, repo, tag, kind)
                         if kind == "gzip" and "again" in ops:
                             # the registry has every blob: only HEADs and the manifest
                             again = client.push_args(remote, kind)
-                            self.timed(client, "again", again, counted, f"run {run}: push again")
+                            self.timed(client, row_key("again", ep.name), again, counted,
+                                       f"run {run}: push again")  # fmt: skip
                             self.check_manifest(ep, repo, tag, kind)
 
                     self.guarded(row, client, step)
 
     # -- pull ------------------------------------------------------------------------
 
-    def bench_pull(self, ep: regbench.Endpoint, remote: str) -> None:
-        for run, counted, order in self.rounds():
+    def bench_pull(self, eps: dict[str, regbench.Endpoint], remotes: dict[str, str]) -> None:
+        for run, counted, ep, order in self.rounds(eps):
+            row, remote = row_key("pull", ep.name), remotes[ep.name]
             for client in order:
 
-                def step(client: Client = client, run: int = run, counted: bool = counted) -> None:
+                def step(
+                    client: Client = client, run: int = run, counted: bool = counted,
+                    row: str = row, remote: str = remote,
+                ) -> None:  # fmt: skip
                     client.reset()  # an empty local store (untimed)
-                    self.timed(client, "pull", client.pull_args(remote), counted,
+                    self.timed(client, row, client.pull_args(remote), counted,
                                f"run {run}: pull")  # fmt: skip
                     got = client.pulled_layers(remote)
                     if got != self.diff_ids:
                         raise BenchError(f"pulled layers {got}, expected {self.diff_ids}")
 
-                self.guarded("pull", client, step)
+                self.guarded(row, client, step)
 
     def seed_pull_registry(self, ep: regbench.Endpoint) -> str:
         """Push the image once (untimed) for the pulls: with docker when it runs (what
@@ -374,7 +404,7 @@ class Bench:
         _, _, body = ep.get(f"/v2/{repo}/manifests/{tag}", regbench.MANIFEST_ACCEPT)
         sizes = [layer["size"] for layer in json.loads(body)["layers"]]
         self.results.info.append(
-            f"pull source: pushed once by {pusher.name} (gzip), layers "
+            f"pull source [{ep.name}]: pushed once by {pusher.name} (gzip), layers "
             f"{', '.join(fmt_size(s) for s in sizes)}"
         )
         return remote
@@ -402,13 +432,13 @@ def print_lines(lines: Sequence[Sequence[str]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def print_table(bench: Bench, clients: Sequence[str]) -> None:
+def print_table(bench: Bench, clients: Sequence[str], registry: str) -> None:
     results = bench.results
     peers_here = [c for c in clients if c != "dockyard"]
-    header = ["operation", *clients, *(f"dy/{p}" for p in peers_here), "load 1m"]
+    header = [f"registry: {registry}", *clients, *(f"dy/{p}" for p in peers_here), "load 1m"]
     lines = [header]
     for row in bench.rows.values():
-        if row.key not in results.times:
+        if row.registry != registry or row.key not in results.times:
             continue
         dy = results.median(row.key, "dockyard")
         cells = [row.label]
@@ -424,12 +454,12 @@ def print_table(bench: Bench, clients: Sequence[str]) -> None:
     print_lines(lines)
 
 
-def print_targets(bench: Bench, targets: Sequence[Target]) -> None:
+def print_targets(bench: Bench, targets: Sequence[Target], registry: str) -> None:
     print()
-    print("targets:")
+    print(f"targets ({registry}):")
     for t in targets:
-        dy = bench.results.median(t.row, "dockyard")
-        peer = bench.results.median(t.row, t.peer)
+        dy = bench.results.median(row_key(t.row, registry), "dockyard")
+        peer = bench.results.median(row_key(t.row, registry), t.peer)
         if dy is None or not peer:
             verdict, got = "-", "not measured"
         else:
@@ -437,6 +467,10 @@ def print_targets(bench: Bench, targets: Sequence[Target]) -> None:
             verdict = "PASS" if ratio <= t.limit else "FAIL"
             got = f"{ratio:.2f}x {t.peer} ({fmt_time(dy)} vs {fmt_time(peer)})"
         print(f"  [{verdict:4}] {t.label:44} got {got}")
+    dy_zstd = bench.results.median(row_key("zstd", registry), "dockyard")
+    pod_gzip = bench.results.median(row_key("push", registry), "podman")
+    if dy_zstd is not None and pod_gzip:
+        print(f"  (dockyard zstd vs podman gzip: {dy_zstd / pod_gzip:.2f}x)")
 
 
 # --------------------------------------------------------------------------- #
@@ -469,6 +503,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--workloads-from", type=Path, default=store.SHARED_BENCH,
                    help="directory holding make.sh and gen_fat_payload.py")  # fmt: skip
+    p.add_argument("--registry", choices=(*REGISTRIES, "both"), default="both",
+                   help="the server every client talks to: distribution (Debian's 2.8), "
+                   "dockyard (dockyard registry serve), or both in turn (default)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the raw samples here")
     args = p.parse_args(argv)
     if args.quick and "--runs" not in (argv if argv is not None else sys.argv):
@@ -482,6 +519,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown or "dockyard" not in args.engines:
         p.error(f"--engines: dockyard plus any of {','.join(PEERS)} (got {args.engines})")
     args.ops = tuple(args.only or OPS)
+    args.registries = list(REGISTRIES) if args.registry == "both" else [args.registry]
     return args
 
 
@@ -492,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("distribution.py needs root (dockerd, podman --root, make.sh)", file=sys.stderr)
         return 2
-    if not shutil.which(regbench.DISTRIBUTION_BIN):
+    if "distribution" in args.registries and not shutil.which(regbench.DISTRIBUTION_BIN):
         raise BenchError(f"{regbench.DISTRIBUTION_BIN} is missing (Debian docker-registry)")
     workdir: Path = args.workdir.resolve()
     wants = ["busybox", "debian"] if args.quick else ["busybox", "debian", "fat"]
@@ -524,19 +562,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"image: {archive.path.name} ({fmt_size(archive.size)}, {n_layers} layers, "
         "uncompressed docker-archive made by store.py), loaded into each client untimed"
     )
-    rows = {r.key: r for r in (
-        Row("push", f"first push {big_name}, gzip (empty registry)"),
-        Row("zstd", f"first push {big_name}, zstd (empty registry)"),
-        Row("again", f"push {big_name} again (every blob present)"),
-        Row("pull", f"pull {big_name} (empty store)"),
-    )}  # fmt: skip
+    labels = {
+        "push": f"first push {big_name}, gzip (empty registry)",
+        "zstd": f"first push {big_name}, zstd (empty registry)",
+        "again": f"push {big_name} again (every blob present)",
+        "pull": f"pull {big_name} (empty store)",
+    }
+    rows = {
+        row_key(op, reg): Row(row_key(op, reg), label, reg)
+        for reg in args.registries for op, label in labels.items()
+    }  # fmt: skip
     clients: dict[str, Client] = {}
     engines: dict[str, Engine] = {}
     bench = Bench(args, archive, clients, results, regdir, rows)
-    push_ep = bench.endpoint("push")
-    pull_ep = bench.endpoint("pull")
-    describe = push_ep.server.describe()
-    results.info.append(f"registry: {describe}, a new data dir and port for every first push")
+    push_eps = {reg: bench.endpoint(reg, "push") for reg in args.registries}
+    pull_eps = {reg: bench.endpoint(reg, "pull") for reg in args.registries}
+    for reg, ep in push_eps.items():
+        results.info.append(
+            f"registry {reg}: {ep.server.describe()}, a new data dir and port for every first push"
+        )
     t_start = time.monotonic()
     load_start = loadavg()
     try:
@@ -555,13 +599,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.notes[client.name] = f"could not load the image: {e}"
                 clients.pop(client.name)
         if set(args.ops) & {"push", "zstd", "again"}:
-            bench.bench_push(push_ep)
-        push_ep.server.stop()
+            bench.bench_push(push_eps)
+        for ep in push_eps.values():
+            ep.server.stop()
         if "pull" in args.ops:
-            remote = bench.seed_pull_registry(pull_ep)
-            bench.bench_pull(pull_ep, remote)
+            remotes = {reg: bench.seed_pull_registry(ep) for reg, ep in pull_eps.items()}
+            bench.bench_pull(pull_eps, remotes)
     finally:
-        for ep in (push_ep, pull_ep):
+        for ep in (*push_eps.values(), *pull_eps.values()):
             with contextlib.suppress(Exception):
                 ep.server.stop()  # by PID: SIGTERM, then SIGKILL of its process group
         for engine in engines.values():
@@ -581,24 +626,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         Target("pull", "pull into empty store <= 0.5x docker", "docker", 0.5),
         Target("again", "all-present push <= 1.0x docker", "docker", 1.0),
     ]
-    shown = [c for c in args.engines if c in results.times.get("push", {}) or c in clients]
+    measured = {c for by_client in results.times.values() for c in by_client}
+    shown = [c for c in args.engines if c in measured or c in clients]
     print()
     print(f"dockyard distribution benchmark: median of {args.runs} run(s) after "
           f"{args.warmup} warm-up run(s); benchmark took {elapsed:.0f} s")  # fmt: skip
     for line in results.info:
         print(f"  {line}")
-    print()
-    print_table(bench, shown)
-    print_targets(bench, targets)
-    dy_zstd = results.median("zstd", "dockyard")
-    pod_gzip = results.median("push", "podman")
-    if dy_zstd is not None and pod_gzip:
-        print(f"  (dockyard zstd vs podman gzip: {dy_zstd / pod_gzip:.2f}x)")
+    for reg in args.registries:
+        print()
+        print_table(bench, shown, reg)
+        print_targets(bench, targets, reg)
     print()
     print("notes:")
-    print("  - every first push goes to a new, empty distribution 2.8 (new data dir and a port")
-    print("    not used before: the clients remember blobs per registry host:port); the push")
-    print("    again goes right after it, to the same registry and tag.")
+    print("  - every first push goes to a new, empty registry (new data dir and a port not")
+    print("    used before in the run, whichever registry: the clients remember blobs per")
+    print("    host:port); the push again goes right after it, to the same registry and tag.")
+    if len(args.registries) > 1:
+        print("  - per run every registry gets every client, the registries alternating which")
+        print("    goes first from run to run.")
+    if "dockyard" in args.registries:
+        print("  - dockyard's registry fsyncs every blob before it is linked; distribution 2.8")
+        print("    does not.")
     print("  - each client pushes from its own local store, loaded untimed before the runs")
     print("    (skopeo: an oci: layout with uncompressed layers); pulls go into an empty")
     print("    store (docker: rmi + image prune; dockyard, podman: a new --root; skopeo: a")

@@ -9,6 +9,7 @@ dispatcher in app.py renders.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,7 +32,7 @@ from dockyard.registry.storage.base import StorageDriver
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_PAGE = 10_000
-BATCH = 1 << 20  # request bytes gathered before one trip to a worker thread
+BATCH = 4 << 20  # request bytes gathered before one trip to a worker thread
 
 # distribution-spec: <name>, and its usual 255-character limit
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -170,26 +171,58 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def stream_body(request: Request, sink: Callable[[bytes], None]) -> int:
-    """Feed the body to ``sink`` in ~1 MiB batches (in a worker thread); returns its size.
+async def stream_body(request: Request, sink: Callable[[list[bytes]], None]) -> int:
+    """Feed the body to ``sink`` in batches of ~BATCH bytes (lists of the chunks as
+    received, in order) in worker threads; returns its size.
 
-    Raises starlette's ClientDisconnect when the client goes away mid-body.
+    One batch is in the sink while the next is being received (at most one: the
+    sink sees the batches one at a time, in order, and memory stays ~2 batches).
+    This returns or raises only once no sink call runs any more, so the caller may
+    cut the data back. Raises starlette's ClientDisconnect when the client goes
+    away mid-body, and whatever the sink raised.
     """
     batch: list[bytes] = []
     pending = 0
     total = 0
-    async for chunk in request.stream():
-        if not chunk:
-            continue
-        batch.append(chunk)
-        pending += len(chunk)
-        total += len(chunk)
-        if pending >= BATCH:
-            await thread(sink, b"".join(batch))
-            batch, pending = [], 0
-    if batch:
-        await thread(sink, b"".join(batch))
+    running: asyncio.Future[None] | None = None
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            batch.append(chunk)
+            pending += len(chunk)
+            total += len(chunk)
+            if pending >= BATCH:
+                if running is not None:
+                    await _settle(running)
+                running = asyncio.ensure_future(thread(sink, batch))
+                batch, pending = [], 0
+        if running is not None:
+            await _settle(running)
+        if batch:
+            await thread(sink, batch)
+    finally:
+        if running is not None and not running.done():
+            await _settle(running, quiet=True)
     return total
+
+
+async def _settle(fut: asyncio.Future[None], *, quiet: bool = False) -> None:
+    """Wait until ``fut`` (a sink call in a worker thread) is done, even when this
+    task is cancelled meanwhile (the cancellation is raised afterwards); then raise
+    its error unless ``quiet``."""
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.wait((fut,))  # never cancels ``fut``
+        except asyncio.CancelledError:
+            cancelled = True
+    if not fut.cancelled():
+        fut.exception()  # retrieved: asyncio does not log an error that is dropped here
+    if cancelled:
+        raise asyncio.CancelledError
+    if not quiet:
+        fut.result()
 
 
 # -- responses -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
+from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -182,7 +183,7 @@ async def _receive(
                 "SIZE_INVALID", detail={"Content-Range": content_range, "Content-Length": declared}
             )
     try:
-        received = await stream_body(request, writer.append)
+        received = await stream_body(request, _appender(writer))
     except ClientDisconnect:
         await thread(writer.truncate, start)
         raise
@@ -197,6 +198,16 @@ async def _receive(
         )
     if received:
         await thread(reg.meta.set_upload_received, upload.id, writer.size)
+
+
+def _appender(writer: BlobWriter) -> Callable[[list[bytes]], None]:
+    """The sink of ``stream_body``: each chunk appended as it came (no joined copy)."""
+
+    def append(chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            writer.append(chunk)
+
+    return append
 
 
 async def _receive_and_commit(

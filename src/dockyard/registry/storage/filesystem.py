@@ -9,8 +9,11 @@ An upload is ``uploads/<uuid>/data``, appended in place under an exclusive
 running hash of an upload is kept in memory between requests, keyed by the data
 file's inode, size and mtime; hashlib objects cannot be saved, so a writer that
 finds no matching entry (after a restart, or when another worker process wrote
-last) hashes the bytes already written again. Committing renames the data file
-to ``blobs/<algorithm>/<xx>/<hex>`` on the same filesystem.
+last) hashes the bytes already written again. Committing fsyncs the data file
+and renames it to ``blobs/<algorithm>/<xx>/<hex>`` on the same filesystem. So that
+this fsync finds little left to write, appending asks the kernel to start writing
+the file out every WRITEBACK bytes and at the end of each request
+(``sync_file_range``, a hint only: the fsync is what makes the blob durable).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from dockyard.archive.tarwrite import start_writeback
 from dockyard.digest import CHUNK, Digest, Sized
 from dockyard.errors import DigestMismatch, InvalidArgument
 from dockyard.registry.storage.base import (
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash
 
 _HASH_CACHE_SIZE = 256
+WRITEBACK = 8 << 20  # appended bytes between two starts of writeback (sync_file_range)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -206,6 +211,7 @@ class FilesystemWriter:
         self._fd: int | None = fd
         self._algorithm = algorithm
         self._size = os.fstat(fd).st_size
+        self._written_back = self._size  # where writeback was last started
         self._hash: _Hash | None = driver._cached_hash(upload_id, _file_key(fd))
 
     @property
@@ -250,6 +256,16 @@ class FilesystemWriter:
             pos += n
         h.update(data)
         self._size = pos
+        if pos - self._written_back >= WRITEBACK:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        """Have the kernel start writing what was appended since the last call, so
+        the fsync of ``commit`` finds little left to do (a hint, no durability)."""
+        fd = self._open_fd()
+        if self._size > self._written_back:
+            start_writeback(fd)
+        self._written_back = self._size
 
     def truncate(self, size: int) -> None:
         fd = self._open_fd()
@@ -259,6 +275,7 @@ class FilesystemWriter:
             return
         os.ftruncate(fd, size)
         self._size = size
+        self._written_back = min(self._written_back, size)
         self._hash = None
 
     def commit(self, expected: Digest) -> Sized:
@@ -267,16 +284,17 @@ class FilesystemWriter:
         actual = Digest(f"{expected.algorithm}:{h.hexdigest()}")
         if actual != expected:
             raise DigestMismatch(f"digest mismatch: expected {expected}, got {actual}")
-        os.fsync(fd)
         target = self._driver._full(blob_path(expected))
         target.parent.mkdir(parents=True, exist_ok=True)
         placed = False
         if target.exists():
-            # already stored: renew it, so garbage collection sees it as fresh
+            # already stored: renew it, so garbage collection sees it as fresh (these
+            # bytes are dropped, so they need no fsync)
             with contextlib.suppress(FileNotFoundError):
                 os.utime(target)
                 placed = True
         if not placed:
+            os.fsync(fd)
             os.rename(self._dir / "data", target)
             os.utime(target)
             _fsync_dir(target.parent)
@@ -287,6 +305,7 @@ class FilesystemWriter:
     def close(self) -> None:
         if self._fd is None:
             return
+        self._start_writeback()  # the tail of this request's chunk too
         if self._hash is not None:
             self._driver._remember_hash(self._id, _file_key(self._fd), self._hash)
         else:
