@@ -1,4 +1,4 @@
-"""A fast path for ``dockyard images`` that imports only sqlite3 and the renderer.
+"""Fast paths for ``dockyard images`` and ``dockyard push`` (the console entry point).
 
 Listing images is the command people run most and expect to be instant, so
 plain ``images`` / ``image ls`` (with ``-a``, ``-q``, ``--no-trunc``,
@@ -6,6 +6,10 @@ plain ``images`` / ``image ls`` (with ``-a``, ``-q``, ``--no-trunc``,
 rest of the library. Anything else — filters, formats, a repository argument,
 help — returns None and goes through the full command line, which prints the
 same rows (tests/unit/test_cli_fast.py holds the two to each other).
+
+``[--root DIR] push [-q] NAME[:TAG]`` into a registry that has every blob is
+``dockyard.cli.fast_push`` (standard library only); it too hands anything else
+to the full command line. ``DOCKYARD_NO_FAST=1`` turns every fast path off.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ def _root(explicit: str | None) -> str:
     return os.path.join(xdg, "dockyard")
 
 
-def _parse(argv: list[str]) -> tuple[str | None, set[str]] | None:
+def _split_root(argv: list[str]) -> tuple[str | None, list[str]] | None:
+    """Leading ``--root DIR`` / ``--root=DIR`` options and the rest of the command line."""
     root = None
     i = 0
     while i < len(argv) and argv[i].startswith("--root"):
@@ -51,7 +56,14 @@ def _parse(argv: list[str]) -> tuple[str | None, set[str]] | None:
             i += 1
         else:
             return None
-    rest = argv[i:]
+    return root, argv[i:]
+
+
+def _parse(argv: list[str]) -> tuple[str | None, set[str]] | None:
+    split = _split_root(argv)
+    if split is None:
+        return None
+    root, rest = split
     if rest[:1] == ["images"]:
         rest = rest[1:]
     elif rest[:2] in (["image", "ls"], ["image", "list"]):
@@ -114,6 +126,11 @@ def rows(db_path: str, all_images: bool) -> list[tuple[str, float, int, str, str
 def try_fast(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
+        split = _split_root(argv)
+        if split is not None and split[1][:1] == ["push"]:
+            from dockyard.cli.fast_push import try_push
+
+            return try_push(_root(split[0]), split[1])
         return None
     root, flags = parsed
     listed = rows(os.path.join(_root(root), "dockyard.db"), "all" in flags)
@@ -139,15 +156,21 @@ def try_fast(argv: list[str]) -> int | None:
     return 0
 
 
+NO_FAST_ENV = "DOCKYARD_NO_FAST"
+
+
 def main() -> None:
-    try:
-        code = try_fast(sys.argv[1:])
-    except Exception:  # anything odd: the full CLI handles and reports it
-        code = None
+    code = None
+    if os.environ.get(NO_FAST_ENV, "") in ("", "0"):
+        try:
+            code = try_fast(sys.argv[1:])
+        except KeyboardInterrupt:
+            sys.exit(130)  # as cli.errors.run
+        except Exception:  # anything odd: the full CLI handles and reports it
+            code = None
     if code is not None:
-        out = sys.stdout
-        out.flush()
-        sys.exit(code)
+        sys.stdout.flush()
+        os._exit(code)  # done and flushed: skip the interpreter's teardown (~3 ms)
     from dockyard.cli.main import main as full_main
 
     full_main()

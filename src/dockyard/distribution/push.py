@@ -39,11 +39,11 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
-from dockyard import mediatypes
 from dockyard.digest import Digest, Sized
 from dockyard.distribution.client import Registry
 from dockyard.distribution.compress import compress, compression_of, layer_media_type
 from dockyard.distribution.errors import RegistryError, TransportError
+from dockyard.distribution.manifest import image_manifest
 from dockyard.distribution.progress import Event, Reporter, short_id
 
 DEFAULT_CHUNK = 16 << 20
@@ -322,40 +322,6 @@ class Pusher:
         return retrying(
             lambda: reg.put_manifest(self.repo, tag, raw, media_type), self.report, ""
         )
-
-
-def image_manifest(config: bytes, layers: list[PushedBlob], kind: str) -> tuple[bytes, str]:
-    """The manifest a push writes: Docker schema2 (as Docker indents it) for gzip,
-    OCI (compact) for zstd."""
-    config_digest = Digest.of_bytes(config)
-    if kind == "gzip":
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.DOCKER_MANIFEST,
-            "config": {
-                "mediaType": mediatypes.DOCKER_CONFIG,
-                "size": len(config),
-                "digest": config_digest,
-            },
-            "layers": [
-                {"mediaType": mediatypes.DOCKER_LAYER_GZIP, "size": b.size, "digest": b.digest}
-                for b in layers
-            ],
-        }
-        return json.dumps(manifest, indent=3).encode(), mediatypes.DOCKER_MANIFEST
-    oci = {
-        "schemaVersion": 2,
-        "mediaType": mediatypes.OCI_MANIFEST,
-        "config": {
-            "mediaType": mediatypes.OCI_CONFIG,
-            "digest": config_digest,
-            "size": len(config),
-        },
-        "layers": [
-            {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in layers
-        ],
-    }
-    return json.dumps(oci, separators=(",", ":")).encode(), mediatypes.OCI_MANIFEST
 
 
 class _Spool:
