@@ -38,6 +38,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
+def require_docker_registry() -> None:
+    """Skip (fail with DOCKYARD_REQUIRE_PEERS=1) where Debian's registry is missing."""
+    import pytest
+
+    if not Path("/usr/bin/docker-registry").exists():
+        msg = "docker-registry not installed (apt-get install docker-registry)"
+        if os.environ.get("DOCKYARD_REQUIRE_PEERS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

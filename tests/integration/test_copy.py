@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -32,21 +31,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.helpers.registries import Distribution, htpasswd  # noqa: E402
+from tests.helpers.registries import Distribution, htpasswd, require_docker_registry  # noqa: E402
 from tests.imagegen import docker_archive, image_config, layer_tar, sha  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 INDEX_HTML = b"<h1>b1</h1>\n"
-
-
-def _require_registry() -> None:
-    if not Path("/usr/bin/docker-registry").exists():
-        msg = "docker-registry not installed (apt-get install docker-registry)"
-        if os.environ.get("DOCKYARD_REQUIRE_PEERS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 # --------------------------------------------------------------------------- #
@@ -56,7 +47,7 @@ def _require_registry() -> None:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
-    _require_registry()
+    require_docker_registry()
     reg = Distribution(tmp_path_factory.mktemp(f"copy-registry-{worker_id()}")).start()
     yield reg
     reg.stop()
@@ -65,7 +56,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
     """distribution with htpasswd auth: copier / s3cret."""
-    _require_registry()
+    require_docker_registry()
     work = tmp_path_factory.mktemp(f"copy-registry-basic-{worker_id()}")
     path = htpasswd(work / "htpasswd", {"copier": "s3cret"})
     reg = Distribution(

@@ -9,7 +9,6 @@ the fast one does not. ``DOCKYARD_NO_FAST=1`` forces the full path.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.helpers.registries import Distribution, htpasswd  # noqa: E402
+from tests.helpers.registries import Distribution, htpasswd, require_docker_registry  # noqa: E402
 from tests.imagegen import docker_archive, random_layer  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -32,17 +31,9 @@ pytestmark = pytest.mark.integration
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
-def _require_registry() -> None:
-    if not Path("/usr/bin/docker-registry").exists():
-        msg = "docker-registry not installed (apt-get install docker-registry)"
-        if os.environ.get("DOCKYARD_REQUIRE_PEERS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @pytest.fixture(scope="module")
 def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
-    _require_registry()
+    require_docker_registry()
     reg = Distribution(tmp_path_factory.mktemp(f"fast-registry-{worker_id()}")).start()
     yield reg
     reg.stop()
@@ -59,7 +50,7 @@ def dockyard_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
-    _require_registry()
+    require_docker_registry()
     work = tmp_path_factory.mktemp(f"fast-registry-basic-{worker_id()}")
     path = htpasswd(work / "htpasswd", {"fastuser": "fastpass"})
     reg = Distribution(
@@ -231,7 +222,7 @@ def test_a_lost_blob_goes_to_the_full_path(dy: Dockyard, distribution: Distribut
 
 
 def test_a_fresh_registry_goes_to_the_full_path(dy: Dockyard, tmp_path: Path) -> None:
-    _require_registry()
+    require_docker_registry()
     reg = Distribution(tmp_path / "reg1").start()
     try:
         repo = f"{reg.host}/fast/fresh"

@@ -40,6 +40,7 @@ from tests.helpers.registries import (  # noqa: E402
     FaultProxy,
     TokenIssuer,
     htpasswd,
+    require_docker_registry,
 )
 from tests.imagegen import docker_archive, image_config, layer_tar, sha  # noqa: E402
 
@@ -50,14 +51,6 @@ INDEX_HTML = b"<h1>b1</h1>\n"
 MiB = 1 << 20
 
 
-def _require_registry() -> None:
-    if not Path("/usr/bin/docker-registry").exists():
-        msg = "docker-registry not installed (apt-get install docker-registry)"
-        if os.environ.get("DOCKYARD_REQUIRE_PEERS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 # --------------------------------------------------------------------------- #
 # fixtures
 # --------------------------------------------------------------------------- #
@@ -66,7 +59,7 @@ def _require_registry() -> None:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
     """An open distribution registry (one per xdist worker)."""
-    _require_registry()
+    require_docker_registry()
     reg = Distribution(tmp_path_factory.mktemp(f"registry-{worker_id()}")).start()
     yield reg
     reg.stop()
@@ -75,7 +68,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]
 @pytest.fixture(scope="session")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
     """distribution with htpasswd auth: anchoruser / anchorpass."""
-    _require_registry()
+    require_docker_registry()
     work = tmp_path_factory.mktemp(f"registry-basic-{worker_id()}")
     path = htpasswd(work / "htpasswd", {"anchoruser": "anchorpass"})
     reg = Distribution(
@@ -90,7 +83,7 @@ def token_registry(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Distribution, TokenIssuer]]:
     """distribution with `auth: token`, and its token issuer (alice / wonderland)."""
-    _require_registry()
+    require_docker_registry()
     work = tmp_path_factory.mktemp(f"registry-token-{worker_id()}")
     issuer = TokenIssuer(work / "issuer", users={"alice": "wonderland"}).start()
     reg = Distribution(work / "reg", auth=issuer.registry_auth()).start()
