@@ -148,7 +148,7 @@ class TarWriter:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self._header(name, size, 0o644, mtime, tarfile.REGTYPE)
-            self._copy(f, size)
+            self._copy_fd(f.fileno(), size)
         self._pad(size)
         if self._writeback and self._fd is not None:
             self._out.flush()
@@ -197,29 +197,6 @@ class TarWriter:
             data = os.pread(fd, min(1 << 20, size - done), done)
             if not data:
                 raise OSError(f"file shrank while being written ({done} of {size})")
-            self._write(data)
-            done += len(data)
-
-    def _copy(self, f: BinaryIO, size: int) -> None:
-        if self._fd is not None:
-            self._out.flush()
-            offset = 0
-            try:
-                while offset < size:
-                    sent = os.sendfile(self._fd, f.fileno(), offset, min(size - offset, 1 << 30))
-                    if sent == 0:
-                        raise OSError("sendfile: source ended early")
-                    offset += sent
-                self.written += size
-                return
-            except OSError:
-                if offset:
-                    raise
-        done = 0
-        while done < size:
-            data = f.read(min(1 << 20, size - done))
-            if not data:
-                raise OSError("blob shrank while it was being written")
             self._write(data)
             done += len(data)
 

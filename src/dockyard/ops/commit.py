@@ -131,9 +131,6 @@ def commit(
 
 def _base_layers(store: Store, image_id: str) -> list[StagedLayer]:
     """The parent's layers as already-present staged layers (nothing to move)."""
-    from dockyard.archive.layer import LayerInfo
-    from dockyard.digest import Digest
-
     image = store.image(image_id)
     if image is None:
         raise DockyardError(f"image {image_id} of the container is gone")

@@ -72,12 +72,14 @@ def _fsync(path: Path) -> bool:
     return True
 
 
-def sync_pending(root: Path, conn: sqlite3.Connection) -> int:
-    """fsync every blob written since this boot that is not yet on disk; returns
-    how many. Holds ``sync.lock`` (one syncer at a time; a second one waits)."""
+def sync_pending(root: Path, conn: sqlite3.Connection, markers: Iterable[Path] = ()) -> int:
+    """Flush the filesystems of ``markers`` and remove them (`clear_markers`), then
+    fsync every blob written since this boot that is not yet on disk; returns how
+    many blobs. Holds ``sync.lock`` (one syncer at a time; a second one waits)."""
     done = 0
     with open(root / LOCK_NAME, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        clear_markers(markers)
         boot = boot_id()
         while True:
             rows = conn.execute(
@@ -174,10 +176,7 @@ def main(argv: list[str]) -> int:
     root = Path(argv[0])
     conn = records.connect(root / "dockyard.db")
     try:
-        with open(root / LOCK_NAME, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            clear_markers(Path(m) for m in argv[1:])
-        sync_pending(root, conn)
+        sync_pending(root, conn, [Path(m) for m in argv[1:]])
         return 0
     finally:
         conn.close()
