@@ -99,6 +99,19 @@ def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
 
 
 @pytest.fixture
+def dy(tmp_path: Path) -> Dockyard:
+    """dockyard on a fresh store for registry clients: its own DOCKER_CONFIG, no
+    retries (quick failures), and none of the caller's insecure-registry, fast-path
+    or store-root settings."""
+    d = Dockyard(tmp_path / "store")
+    d.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
+    d.env["DOCKYARD_TRANSFER_RETRIES"] = "0"
+    for var in ("DOCKYARD_INSECURE_REGISTRIES", "DOCKYARD_NO_FAST", "DOCKYARD_ROOT"):
+        d.env.pop(var, None)
+    return d
+
+
+@pytest.fixture
 def dockyard(tmp_path: Path) -> Dockyard:
     """dockyard's CLI on a fresh store: `dockyard.run(*args)`, `dockyard.root`."""
     return Dockyard(tmp_path / "dockyard-root")

@@ -810,6 +810,11 @@ class Dockyard:
             input=input, check=check, env=self.env, timeout=timeout,
         )  # fmt: skip
 
+    def sibling(self, name: str) -> Dockyard:
+        """Another store beside this one, with the same command and environment
+        (so the same DOCKER_CONFIG)."""
+        return Dockyard(self.root.parent / name, list(self.argv), dict(self.env))
+
 
 # --------------------------------------------------------------------------- #
 # archives made by the peers

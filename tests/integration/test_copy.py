@@ -75,22 +75,6 @@ def dockyard_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
     reg.stop()
 
 
-@pytest.fixture
-def dy(tmp_path: Path) -> Dockyard:
-    """dockyard on a fresh store, its own DOCKER_CONFIG, no retries."""
-    d = Dockyard(tmp_path / "store")
-    d.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
-    d.env["DOCKYARD_TRANSFER_RETRIES"] = "0"
-    d.env.pop("DOCKYARD_INSECURE_REGISTRIES", None)
-    return d
-
-
-def fresh(dy: Dockyard, name: str) -> Dockyard:
-    other = Dockyard(dy.root.parent / name)
-    other.env = dict(dy.env)
-    return other
-
-
 @pytest.fixture(scope="module")
 def two_layers(busybox_tar: Path) -> list[bytes]:
     """busybox + index.html: two layers."""
@@ -179,12 +163,12 @@ def test_store_docker_archive_store(
 
     # another RepoTag, and -q
     assert copy(dy, "-q", "dockyard:me/two:v1", f"docker-archive:{out}/b.tar:other/name:x") == []
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     assert other.run("load", "-i", out / "b.tar").stdout == "Loaded image: other/name:x\n"
     assert inspect(other, "other/name:x")["Id"] == image_id
 
     # back into a store under a new name (named and index selection)
-    back = fresh(dy, "back")
+    back = dy.sibling("back")
     copy(back, f"docker-archive:{out}/a.tar:me/two:v1", "dockyard:back/two:v2")
     copy(back, f"docker-archive:{out}/b.tar:@0", "dockyard:back/two:v3")
     copy(back, f"docker-archive:{out}/a.tar", "dockyard:back/two")
@@ -223,7 +207,7 @@ def test_store_oci_layout_store(
     skopeo.copy(f"oci:{layout}:two", f"oci:{theirs}:x", "--dest-compress")
     manifest = skopeo.inspect_raw(f"oci:{theirs}:x")
     assert all(x["mediaType"].endswith("+gzip") for x in manifest["layers"])
-    back = fresh(dy, "back")
+    back = dy.sibling("back")
     copy(back, f"oci:{theirs}:x", "dockyard:back/two:v1")
     copy(back, f"oci:{layout}:v2", "dockyard:back/bb:v1")
     assert inspect(back, "back/two:v1")["Id"] == image_id
@@ -245,7 +229,7 @@ def test_store_oci_archive(
     assert [x["digest"] for x in raw["layers"]] == [sha(x) for x in two_layers]
     # skopeo turns it into a docker-archive that dockyard loads
     skopeo.copy(f"oci-archive:{archive}:me/two:v1", f"docker-archive:{tmp_path}/d.tar:me/two:v1")
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     other.run("load", "-i", tmp_path / "d.tar")
     assert inspect(other, "me/two:v1")["RootFS"]["Layers"] == [sha(x) for x in two_layers]
     # and copy reads it back (by REF), with the same ID
@@ -307,7 +291,7 @@ def test_oci_archive_to_registry_and_back(
     copy(dy, "-q", "dockyard:me/two:v1", f"oci-archive:{archive}:v1")
 
     # oci-archive -> docker:// (gzip, schema2 as `push` writes)
-    pusher = fresh(dy, "pusher")
+    pusher = dy.sibling("pusher")
     lines = copy(pusher, f"oci-archive:{archive}:v1", f"docker://{host}/copy/two:v1")
     assert lines[-1] == "Writing manifest to image destination"
     assert f"Copying config {image_id}" in lines
@@ -334,7 +318,7 @@ def test_oci_archive_to_registry_and_back(
     copy(pusher, f"docker://{host}/copy/two:v1", f"oci:{layout}:v1")
     assert skopeo.config_digest(f"oci:{layout}:v1") == image_id
     assert umoci("ls", "--layout", layout).stdout.split() == ["v1"]
-    puller = fresh(dy, "puller")
+    puller = dy.sibling("puller")
     copy(puller, f"docker://{host}/copy/two:zstd", "dockyard:local/two:z")
     info = inspect(puller, "local/two:z")
     assert info["Id"] == image_id
@@ -348,7 +332,7 @@ def test_oci_archive_to_registry_and_back(
     assert_clean(puller)
     # by digest
     by_digest = f"{host}/copy/two@{digest.group(0) if digest else ''}"
-    copy(fresh(dy, "third"), f"docker://{by_digest}", f"oci-archive:{tmp_path}/bd.tar:x")
+    copy(dy.sibling("third"), f"docker://{by_digest}", f"oci-archive:{tmp_path}/bd.tar:x")
     assert skopeo.config_digest(f"oci-archive:{tmp_path}/bd.tar:x") == image_id
 
 
@@ -366,7 +350,7 @@ def test_store_and_docker_archive_to_registry_with_credentials(
     archive = tmp_path / "skopeo.tar"
     skopeo.copy(f"docker://{host}/a/two:v1", f"docker-archive:{archive}:me/two:v1",
                 "--src-tls-verify=false", "--src-creds", "copier:s3cret")
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     copy(other, "--dest-creds", "copier:s3cret", f"docker-archive:{archive}",
          f"docker://{host}/b/two:v1")
     out = json.loads(skopeo.cli("inspect", "--raw", "--tls-verify=false", "--creds",
@@ -379,7 +363,7 @@ def test_store_and_docker_archive_to_registry_with_credentials(
                                 "copier:s3cret", f"docker://{host}/c/two:v1").stdout)
     assert out["config"]["digest"] == image_id
     # no credentials: refused, and nothing was written
-    line = copy_fails(fresh(dy, "nocreds"), f"docker-archive:{archive}",
+    line = copy_fails(dy.sibling("nocreds"), f"docker-archive:{archive}",
                       f"docker://{host}/d/two:v1")
     assert line.startswith(f"writing to destination docker://{host}/d/two:v1: "), line
     assert "no basic auth credentials" in line or "unauthorized" in line, line

@@ -60,16 +60,6 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distrib
     reg.stop()
 
 
-@pytest.fixture
-def dy(tmp_path: Path) -> Dockyard:
-    d = Dockyard(tmp_path / "store")
-    d.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
-    d.env["DOCKYARD_TRANSFER_RETRIES"] = "0"
-    for var in ("DOCKYARD_INSECURE_REGISTRIES", "DOCKYARD_NO_FAST", "DOCKYARD_ROOT"):
-        d.env.pop(var, None)
-    return d
-
-
 def push(dy: Dockyard, *args: str, fast: bool = True) -> tuple[str, bool]:
     """`dockyard --root R push ARGS` through the console entry point: (stdout, whether
     the full path ran, i.e. httpx was imported)."""

@@ -104,23 +104,6 @@ def dockyard_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
     reg.stop()
 
 
-@pytest.fixture
-def dy(tmp_path: Path) -> Dockyard:
-    """dockyard on a fresh store, its own DOCKER_CONFIG, no retries (quick failures)."""
-    d = Dockyard(tmp_path / "store")
-    d.env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
-    d.env["DOCKYARD_TRANSFER_RETRIES"] = "0"
-    d.env.pop("DOCKYARD_INSECURE_REGISTRIES", None)
-    return d
-
-
-def fresh(dy: Dockyard, name: str) -> Dockyard:
-    """Another dockyard store sharing dy's DOCKER_CONFIG and environment."""
-    other = Dockyard(dy.root.parent / name)
-    other.env = dict(dy.env)
-    return other
-
-
 @pytest.fixture(scope="session")
 def two_layers(busybox_tar: Path) -> list[bytes]:
     """The layers of a 2-layer image: busybox + index.html."""
@@ -251,7 +234,7 @@ def test_push_pull_round_trip(
     assert bb_digest in digests and two_digest in digests
 
     # a fresh store pulls the same images
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     out = other.run("pull", f"{host}/me/two:v1").stdout.splitlines()
     assert out[0] == "v1: Pulling from me/two"
     assert out[-3] == f"Digest: {two_digest}"
@@ -271,7 +254,7 @@ def test_push_pull_round_trip(
     assert out[-2] == f"Status: Image is up to date for {host}/me/two:v1"
 
     # by digest, in a third store; and -q
-    third = fresh(dy, "third")
+    third = dy.sibling("third")
     ref = f"{host}/me/bb@{bb_digest}"
     out = third.run("pull", ref).stdout.splitlines()
     assert out[0] == f"{bb_digest}: Pulling from me/bb"
@@ -293,7 +276,7 @@ def test_round_trip_dockyard_registry(
     out = dy.run("push", f"{host}/me/two:v1").stdout
     assert "ebd005e7fdf8: Mounted from me/bb" in out, out
     digest = DIGEST.search(out.splitlines()[-1]).group(0)  # type: ignore[union-attr]
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     out = other.run("pull", f"{host}/me/two:v1").stdout
     assert f"Digest: {digest}" in out
     assert inspect(other, f"{host}/me/two:v1")["Id"] == two_id
@@ -313,7 +296,7 @@ def test_push_all_tags_and_pull_all_tags(
     assert re.search(r"^a: digest: sha256:[0-9a-f]{64} size: \d+$", out, re.M), out
     assert re.search(r"^b: digest: sha256:[0-9a-f]{64} size: \d+$", out, re.M), out
     assert dy.run("push", "-q", f"{host}/me/multi:a").stdout == f"{host}/me/multi:a\n"
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     out = other.run("pull", "-a", f"{host}/me/multi").stdout.splitlines()
     assert out[-1] == f"{host}/me/multi"
     tags = {r["Tag"] for r in map(json.loads, other.run(
@@ -329,7 +312,7 @@ def test_deterministic_compression(
     host = registry.host
     layers: dict[str, list[dict[str, Any]]] = {}
     for n in (1, 2):
-        store = fresh(dy, f"det-{n}")
+        store = dy.sibling(f"det-{n}")
         load_two(store, two_layers, f"{host}/det/img{n}:v1")
         for fmt in ("gzip", "zstd"):
             store.run("tag", f"{host}/det/img{n}:v1", f"{host}/det/{fmt}{n}:v1")
@@ -343,7 +326,7 @@ def test_deterministic_compression(
     assert {x["mediaType"] for x in layers["zstd1"]} == {
         "application/vnd.oci.image.layer.v1.tar+zstd"}
     # and zstd images pull back
-    other = fresh(dy, "zstd-pull")
+    other = dy.sibling("zstd-pull")
     other.run("pull", f"{host}/det/zstd1:v1")
     assert inspect(other, f"{host}/det/zstd1:v1")["Id"] == sha(
         image_config(two_layers, created="2026-01-01T00:00:00Z"))
@@ -466,13 +449,13 @@ def test_login_basic(
 
     out = dy.run("push", f"{host}/me/b1server:v0.2").stdout
     assert "ebd005e7fdf8: Pushed" in out
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     other.run("pull", f"{host}/me/b1server:v0.2")
 
     assert dy.run("logout", host).stdout == f"Removing login credentials for {host}\n"
     assert json.loads(config.read_text()) == {"auths": {}}
     assert dy.run("logout", host).stdout == f"Not logged in to {host}\n"
-    third = fresh(dy, "third")
+    third = dy.sibling("third")
     proc = fail(third, "pull", f"{host}/me/b1server:v0.2")
     assert proc.stderr == (
         f'Error response from daemon: Head "http://{host}/v2/me/b1server/manifests/v0.2": '
@@ -515,10 +498,10 @@ def test_login_token(
     assert "repository:alice/two:pull,push" in scopes and "repository:alice/bb:pull" in scopes
     assert all(r["method"] == "POST" for r in issuer.requests[before:])  # identity token
 
-    other = fresh(dy, "other")
+    other = dy.sibling("other")
     other.run("pull", f"{host}/alice/two:v1")
     dy.run("logout", host)
-    third = fresh(dy, "third")
+    third = dy.sibling("third")
     proc = fail(third, "pull", f"{host}/alice/two:v1")
     assert proc.stderr == "Error response from daemon: unauthorized: authentication required\n"
 
@@ -579,7 +562,7 @@ def test_push_resumes_after_cut(
         # the blob is ~6 MiB: run 2 sent the rest, not everything again
         assert proxy.up < 6 * MiB - 2 * MiB, (first, proxy.up)
         assert not list((dy.root / "tmp" / "push" / "uploads").glob("*.json"))
-        other = fresh(dy, "other")
+        other = dy.sibling("other")
         other.run("pull", f"{registry.host}/me/big:v1")
         assert inspect(other, f"{registry.host}/me/big:v1")["Id"] == image_id
     finally:
@@ -629,7 +612,7 @@ def test_pull_resumes_after_cut(
         assert inspect(dy, ref)["Id"] == image_id
         assert _partials(dy) == []
         # and within one run, with retries
-        other = fresh(dy, "other")
+        other = dy.sibling("other")
         other.env["DOCKYARD_TRANSFER_RETRIES"] = "2"
         once = FaultProxy(registry.port, refuse_after_cut=False)
         try:
@@ -755,7 +738,7 @@ def test_dockyard_pulls_what_skopeo_pushed(
 def test_registry_mirror_for_docker_hub(
     dy: Dockyard, registry: Distribution, busybox_tar: Path
 ) -> None:
-    pusher = fresh(dy, "pusher")
+    pusher = dy.sibling("pusher")
     image_id = import_image(pusher, busybox_tar, f"{registry.host}/library/busybox:latest")
     pusher.run("push", f"{registry.host}/library/busybox:latest")
     (dy.root / "config.json").write_text(
@@ -814,10 +797,10 @@ def test_multi_arch_index_by_platform(dy: Dockyard, registry: Distribution) -> N
     assert f"Digest: {index_digest}" in out
     assert inspect(dy, ref)["Id"] == ids["amd64"]
     assert inspect(dy, ref)["RepoDigests"] == [f"{registry.host}/{repo}@{index_digest}"]
-    other = fresh(dy, "arm")
+    other = dy.sibling("arm")
     other.run("pull", "--platform", "linux/arm64", ref)
     assert inspect(other, ref)["Id"] == ids["arm64"]
-    proc = fail(fresh(dy, "s390x"), "pull", "--platform", "linux/s390x", ref)
+    proc = fail(dy.sibling("s390x"), "pull", "--platform", "linux/s390x", ref)
     assert "no matching manifest for linux/s390x in the manifest list entries" in proc.stderr
 
 
