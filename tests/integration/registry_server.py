@@ -7,7 +7,7 @@
 
 The server gets a free port and its own data directory, is waited for until
 ``GET /v2/`` answers, and is stopped by its PID (SIGTERM, then SIGKILL of its
-own process group: granian's workers). Its output goes to ``<data>.log``.
+own process group: the server's worker processes). Its output goes to ``<data>.log``.
 """
 
 from __future__ import annotations

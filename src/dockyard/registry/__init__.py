@@ -9,5 +9,5 @@
     access.py       the AccessController protocol the routes call (allow-all default)
     accounts.py     users, organizations, teams, robot tokens, repository visibility
     tokens.py       Docker token auth (JWT issuer, /token GET and POST) and basic auth
-    serve.py        `dockyard registry serve` (granian or uvicorn)
+    serve.py        `dockyard registry serve` (on dockyard.httpd, sendfile for blobs)
 """

@@ -1,8 +1,8 @@
 """Blobs: GET/HEAD (with Range) and DELETE of ``/v2/<name>/blobs/<digest>`` (end-2, end-10).
 
 A blob the driver keeps as a local file goes out as a Starlette FileResponse, which
-the server sends with pathsend (granian) or sendfile without the bytes passing
-through Python; ranges and drivers without local files stream from ``get``.
+the server (dockyard.httpd) sends with pathsend, i.e. sendfile(2), without the bytes
+passing through Python; ranges and drivers without local files stream from ``get``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""``dockyard registry serve``: the registry under granian.
+"""``dockyard registry serve``: the registry on dockyard's own ASGI server (httpd/).
 
-granian (a Rust HTTP server) runs the ASGI app and implements the ASGI
-``http.response.pathsend`` extension, so blobs go from disk to socket without
-passing through Python. The embedded default needs no set-up: SQLite metadata and
+The server sends ``http.response.pathsend`` with sendfile(2), so blobs go from disk
+to socket without passing through Python. The embedded default needs no set-up: SQLite metadata and
 filesystem blobs under the data directory, no authentication.
 
 A config file (TOML) may set what the flags set, and more::
@@ -17,7 +16,7 @@ A config file (TOML) may set what the flags set, and more::
     mode = "none"               # none | basic | token (or just: auth = "token")
 
 ``auth`` goes as it is to ``tokens.setup_auth``, which gives the access controller,
-the ``/token`` and ``/api/`` routes and their middleware. Each granian worker
+the ``/token`` and ``/api/`` routes and their middleware. Each server worker
 builds its app from the settings passed in the environment (``app_from_env``).
 """
 
@@ -93,9 +92,8 @@ def load_settings(
 
 
 def auto_workers() -> int:
-    """One granian worker per CPU, at most 4: granian's file streaming (pathsend)
-    runs on each worker's own Rust thread, so one worker leaves cores idle under
-    many concurrent blob downloads."""
+    """One worker process per CPU, at most 4: a worker is one Python process (one
+    core at a time), and a busy registry answers many requests at once."""
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
@@ -139,7 +137,7 @@ def _has_tokens() -> bool:
 
 
 def app_from_env() -> Starlette:
-    """The app factory each granian worker calls."""
+    """The app factory each server worker calls."""
     raw = os.environ.get(ENV_SETTINGS)
     settings = Settings(**json.loads(raw)) if raw else load_settings()
     return build_app(settings)
@@ -147,26 +145,28 @@ def app_from_env() -> Starlette:
 
 def serve(settings: Settings, *, log_level: str = "warning", access_log: bool = False) -> None:
     """Run the registry in the foreground until SIGINT/SIGTERM."""
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.log import LogLevels
+    import logging
+
+    from dockyard.httpd import serve as run_server
 
     host, port = parse_addr(settings.addr)
     # fail here, once, on a bad data dir or config (this creates the schema); the
     # workers open their own connections, so this one is closed before they fork
     app = build_app(settings)
     app.state.registry.meta.db.conn().close()
+    del app
     os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))
-    server = Granian(
-        "dockyard.registry.serve:app_from_env",  # named for logs; loaded by target_loader
-        interface=Interfaces.ASGI,
-        address=host,
-        port=port,
-        workers=settings.workers if settings.workers > 0 else auto_workers(),
-        log_level=LogLevels(log_level),
-        log_access=access_log,
-        respawn_failed_workers=True,
+    logging.basicConfig(
+        level=1 if access_log else getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # granian resolves an import string against the working directory (a cwd inside a
-    # package would prefix it), so each worker gets the factory itself
-    server.serve(target_loader=app_from_env, wrap_loader=False)
+    if access_log:
+        logging.getLogger("dockyard.httpd").setLevel(getattr(logging, log_level.upper()))
+        logging.getLogger("dockyard.httpd.access").setLevel(logging.INFO)
+    try:
+        run_server(
+            app_from_env, host=host, port=port, access_log=access_log,
+            workers=settings.workers if settings.workers > 0 else auto_workers(),
+        )  # fmt: skip
+    except OSError as e:
+        raise InvalidArgument(f"listen tcp {settings.addr}: {e.strerror or e}") from None

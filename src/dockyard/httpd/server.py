@@ -1,0 +1,216 @@
+"""The listening socket, worker processes, signals and the ASGI lifespan.
+
+With one worker the server runs in the calling process. With more, the calling
+process binds the socket, forks the workers (which all accept on it: an idle worker
+takes the next connection) and stays as their supervisor: a worker that dies is
+replaced, and SIGTERM or SIGINT stops every worker gracefully (no new connections;
+requests being answered get ``grace`` seconds). A worker's parent dying sends it
+SIGTERM, so no worker outlives a killed supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from dockyard.httpd.connection import ASGIApp, Connection, Context, Message
+
+log = logging.getLogger("dockyard.httpd")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1
+
+
+def serve(
+    app_factory: Callable[[], ASGIApp], *, host: str = "127.0.0.1", port: int = 0,
+    uds: str | None = None, workers: int = 1, access_log: bool = False,
+    grace: float = 10.0, backlog: int = 1024,
+) -> None:  # fmt: skip
+    """Serve the app made by ``app_factory`` (called in each worker) until SIGTERM/SIGINT.
+
+    Listens on ``uds`` (a unix socket path) if given, else on ``host:port``. Raises
+    OSError when the address cannot be bound.
+    """
+    sock = listen(host, port, uds, backlog)
+    if workers <= 1:
+        run_worker(app_factory, sock, access_log=access_log, grace=grace)
+    else:
+        _Supervisor(app_factory, sock, workers, access_log, grace).run()
+    sock.close()
+
+
+def listen(host: str, port: int, uds: str | None, backlog: int) -> socket.socket:
+    if uds is not None:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(uds).st_mode):
+                os.unlink(uds)  # a socket left by a server that is gone
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(uds if uds is not None else (host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def run_worker(
+    app_factory: Callable[[], ASGIApp], sock: socket.socket, *, access_log: bool, grace: float
+) -> None:
+    asyncio.run(_worker(app_factory, sock, access_log, grace))
+
+
+async def _worker(
+    app_factory: Callable[[], ASGIApp], sock: socket.socket, access_log: bool, grace: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    ctx = Context(app_factory(), access_log=access_log)
+    lifespan = _Lifespan(ctx.app, ctx.state)
+    await lifespan.startup()
+    server = await loop.create_server(lambda: Connection(ctx), sock=sock)
+    await stop.wait()
+    server.close()
+    for conn in list(ctx.connections):
+        conn.close_if_idle()
+    deadline = time.monotonic() + grace
+    while ctx.connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(ctx.connections):
+        conn.close()
+    await lifespan.shutdown()
+
+
+class _Supervisor:
+    def __init__(
+        self, app_factory: Callable[[], ASGIApp], sock: socket.socket, workers: int,
+        access_log: bool, grace: float,
+    ) -> None:  # fmt: skip
+        self.app_factory = app_factory
+        self.sock = sock
+        self.workers = workers
+        self.access_log = access_log
+        self.grace = grace
+        self.children: dict[int, float] = {}  # pid -> when it started
+        self.stopping = False
+
+    def run(self) -> None:
+        previous = {sig: signal.signal(sig, self._stop) for sig in STOP_SIGNALS}
+        try:
+            for _ in range(self.workers):
+                self._spawn()
+            while self.children:
+                try:
+                    pid, status = os.wait()
+                except ChildProcessError:
+                    break
+                started = self.children.pop(pid, None)
+                if started is None or self.stopping:
+                    continue
+                log.warning("worker %d ended (exit code %d); starting another",
+                            pid, os.waitstatus_to_exitcode(status))  # fmt: skip
+                if time.monotonic() - started < 1.0:
+                    time.sleep(1.0)  # a worker that cannot start: don't spin
+                if not self.stopping:
+                    self._spawn()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _spawn(self) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.children[pid] = time.monotonic()
+            return
+        code = 1
+        try:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            _die_with(parent)
+            run_worker(self.app_factory, self.sock, access_log=self.access_log,
+                       grace=self.grace)  # fmt: skip
+            code = 0
+        except BaseException:
+            log.exception("worker failed")
+        finally:
+            os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Lifespan:
+    """ASGI lifespan: startup before the first connection, shutdown after the last.
+    An app that does not speak it (it raises at once) runs without."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.events: dict[str, asyncio.Event] = {}
+        self.failure = ""
+        self.task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        scope: Message = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
+                          "state": self.state}  # fmt: skip
+        self.task = asyncio.get_running_loop().create_task(self._run(scope))
+        if not await self._ask("startup"):
+            self.task = None
+        if self.failure:
+            raise RuntimeError(f"application startup failed: {self.failure}")
+
+    async def shutdown(self) -> None:
+        if self.task is not None and not self.task.done():
+            await self._ask("shutdown")
+
+    async def _ask(self, phase: str) -> bool:
+        """Send lifespan.<phase> and wait for the answer; False if the app ended instead."""
+        assert self.task is not None
+        done = self.events[phase] = asyncio.Event()
+        await self.inbox.put({"type": f"lifespan.{phase}"})
+        waiter = asyncio.ensure_future(done.wait())
+        await asyncio.wait((waiter, self.task), return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        return done.is_set()
+
+    async def _run(self, scope: Message) -> None:
+        with contextlib.suppress(Exception):
+            await self.app(scope, self.inbox.get, self._send)
+
+    async def _send(self, message: Message) -> None:
+        kind = str(message["type"])
+        phase = kind.removeprefix("lifespan.").split(".")[0]
+        if kind.endswith(".failed"):
+            self.failure = str(message.get("message", "")) or "failed"
+        if phase in self.events:
+            self.events[phase].set()

@@ -1,0 +1,91 @@
+"""A small raw ASGI app for the httpd tests, and a runner for a real server process.
+
+    python -m tests.helpers.asgi_app PORT WORKERS [UDS]
+
+Routes: ``/echo`` (the body back, with its length), ``/stream`` (three parts, no
+Content-Length), ``/file?path=P`` (pathsend of P), ``/boom`` (raises), ``/state`` (what
+the lifespan startup put in the state), ``/pid``, ``/ignore-body`` (answers without
+reading), ``/count-body`` (reads until the end or http.disconnect and says which).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+from urllib.parse import parse_qs
+
+Message = dict[str, Any]
+
+
+async def app(scope: Message, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["greeting"] = "hello from startup"
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path == "/echo":
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await _answer(send, 200, body)
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"one,", b"two,", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/file":
+        file = parse_qs(scope["query_string"].decode())["path"][0]
+        size = os.path.getsize(file)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(size).encode())]})  # fmt: skip
+        await send({"type": "http.response.pathsend", "path": file})
+    elif path == "/boom":
+        raise RuntimeError("boom")
+    elif path == "/state":
+        await _answer(send, 200, scope["state"]["greeting"].encode())
+    elif path == "/pid":
+        await _answer(send, 200, str(os.getpid()).encode())
+    elif path == "/ignore-body":
+        await _answer(send, 200, b"ignored")
+    elif path == "/count-body":
+        received, end = 0, "disconnect"
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            received += len(message.get("body", b""))
+            if not message.get("more_body"):
+                end = "complete"
+                break
+        await _answer(send, 200, json.dumps({"received": received, "end": end}).encode())
+    else:
+        await _answer(send, 404, b"not found")
+
+
+async def _answer(send: Any, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/octet-stream"),
+               (b"content-length", str(len(body)).encode())]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    from dockyard.httpd import serve
+
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    uds = sys.argv[3] if len(sys.argv) > 3 else None
+    serve(lambda: app, port=port, workers=workers, uds=uds, grace=2.0)
+
+
+if __name__ == "__main__":
+    main()
