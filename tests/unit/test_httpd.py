@@ -319,3 +319,35 @@ def test_workers_die_with_a_killed_supervisor() -> None:
         assert not any(_alive(p) for p in pids)
     finally:
         s.stop()
+
+
+def test_a_taken_port_is_refused_not_shared() -> None:
+    s = Server(workers=2)
+    try:
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+        second = subprocess.run(
+            [sys.executable, "-m", "tests.helpers.asgi_app", str(s.port), "2"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert "Address already in use" in second.stderr
+    finally:
+        s.stop()
+
+
+def test_workers_share_a_burst_of_connections() -> None:
+    """32 connections opened at once land on both workers (SO_REUSEPORT per worker)."""
+    s = Server(workers=2)
+    try:
+        socks = [s.connect() for _ in range(32)]
+        seen: dict[int, int] = {}
+        for sock in socks:
+            r = Reader(sock)
+            sock.sendall(_request("GET", "/pid"))
+            pid = int(r.response()[2])
+            seen[pid] = seen.get(pid, 0) + 1
+            sock.close()
+        assert len(seen) == 2
+        assert min(seen.values()) >= 6, seen  # far from all on one worker
+    finally:
+        s.stop()

@@ -1,8 +1,8 @@
 """The listening socket, worker processes, signals and the ASGI lifespan.
 
 With one worker the server runs in the calling process. With more, the calling
-process binds the socket, forks the workers (which all accept on it: an idle worker
-takes the next connection) and stays as their supervisor: a worker that dies is
+process binds the address, forks the workers (each listening on its own SO_REUSEPORT
+socket, see ``serve``) and stays as their supervisor: a worker that dies is
 replaced, and SIGTERM or SIGINT stops every worker gracefully (no new connections;
 requests being answered get ``grace`` seconds). A worker's parent dying sends it
 SIGTERM, so no worker outlives a killed supervisor.
@@ -40,16 +40,35 @@ def serve(
 
     Listens on ``uds`` (a unix socket path) if given, else on ``host:port``. Raises
     OSError when the address cannot be bound.
+
+    Several workers on TCP each listen on their own SO_REUSEPORT socket, so the kernel
+    spreads connections evenly over them; with one shared socket, whichever worker
+    wakes first takes a burst of new connections, and a single-threaded worker holding
+    most of them leaves the other cores idle. The supervisor keeps a bound (not
+    listening) socket of the group, which holds the address while workers come and go.
     """
-    sock = listen(host, port, uds, backlog)
-    if workers <= 1:
-        run_worker(app_factory, sock, access_log=access_log, grace=grace)
-    else:
-        _Supervisor(app_factory, sock, workers, access_log, grace).run()
-    sock.close()
+    if workers <= 1 or uds is not None:
+        sock = listen(host, port, uds, backlog)
+        with sock:
+            if workers <= 1:
+                run_worker(lambda: sock, app_factory, access_log=access_log, grace=grace)
+            else:
+                _Supervisor(lambda: sock, app_factory, workers, access_log, grace).run()
+        return
+    # first without SO_REUSEPORT: a port some other server holds, even one that set
+    # it (a second registry on the same port, say), is refused instead of shared
+    with listen(host, port, None, backlog, listening=False) as probe:
+        port = probe.getsockname()[1]
+    with listen(host, port, None, backlog, reuseport=True, listening=False) as held:
+        bound = held.getsockname()[1]
+        own = lambda: listen(host, bound, None, backlog, reuseport=True)  # noqa: E731
+        _Supervisor(own, app_factory, workers, access_log, grace).run()
 
 
-def listen(host: str, port: int, uds: str | None, backlog: int) -> socket.socket:
+def listen(
+    host: str, port: int, uds: str | None, backlog: int, *, reuseport: bool = False,
+    listening: bool = True,
+) -> socket.socket:  # fmt: skip
     if uds is not None:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(uds).st_mode):
@@ -59,9 +78,12 @@ def listen(host: str, port: int, uds: str | None, backlog: int) -> socket.socket
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(uds if uds is not None else (host, port))
-        sock.listen(backlog)
+        if listening:
+            sock.listen(backlog)
     except OSError:
         sock.close()
         raise
@@ -70,13 +92,14 @@ def listen(host: str, port: int, uds: str | None, backlog: int) -> socket.socket
 
 
 def run_worker(
-    app_factory: Callable[[], ASGIApp], sock: socket.socket, *, access_log: bool, grace: float
-) -> None:
-    asyncio.run(_worker(app_factory, sock, access_log, grace))
+    sock: Callable[[], socket.socket], app_factory: Callable[[], ASGIApp], *,
+    access_log: bool, grace: float,
+) -> None:  # fmt: skip
+    asyncio.run(_worker(sock(), app_factory, access_log, grace))
 
 
 async def _worker(
-    app_factory: Callable[[], ASGIApp], sock: socket.socket, access_log: bool, grace: float
+    sock: socket.socket, app_factory: Callable[[], ASGIApp], access_log: bool, grace: float
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -100,8 +123,8 @@ async def _worker(
 
 class _Supervisor:
     def __init__(
-        self, app_factory: Callable[[], ASGIApp], sock: socket.socket, workers: int,
-        access_log: bool, grace: float,
+        self, sock: Callable[[], socket.socket], app_factory: Callable[[], ASGIApp],
+        workers: int, access_log: bool, grace: float,
     ) -> None:  # fmt: skip
         self.app_factory = app_factory
         self.sock = sock
@@ -151,7 +174,7 @@ class _Supervisor:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             _die_with(parent)
-            run_worker(self.app_factory, self.sock, access_log=self.access_log,
+            run_worker(self.sock, self.app_factory, access_log=self.access_log,
                        grace=self.grace)  # fmt: skip
             code = 0
         except BaseException:
