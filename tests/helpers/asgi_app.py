@@ -3,7 +3,8 @@
     python -m tests.helpers.asgi_app PORT WORKERS [UDS]
 
 Routes: ``/echo`` (the body back, with its length), ``/stream`` (three parts, no
-Content-Length), ``/file?path=P`` (pathsend of P), ``/boom`` (raises), ``/state`` (what
+Content-Length), ``/file?path=P`` (pathsend of P), ``/range?path=P&offset=O&count=N``
+(zerocopysend), ``/boom`` (raises), ``/state`` (what
 the lifespan startup put in the state), ``/pid``, ``/ignore-body`` (answers without
 reading), ``/count-body`` (reads until the end or http.disconnect and says which).
 """
@@ -49,6 +50,14 @@ async def app(scope: Message, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(size).encode())]})  # fmt: skip
         await send({"type": "http.response.pathsend", "path": file})
+    elif path == "/range":  # zero-copy send of [offset, offset+count) of path, by fd
+        q = parse_qs(scope["query_string"].decode())
+        offset, count = int(q["offset"][0]), int(q["count"][0])
+        await send({"type": "http.response.start", "status": 206,
+                    "headers": [(b"content-length", str(count).encode())]})  # fmt: skip
+        with open(q["path"][0], "rb") as f:
+            await send({"type": "http.response.zerocopysend", "file": f.fileno(),
+                        "offset": offset, "count": count})  # fmt: skip
     elif path == "/boom":
         raise RuntimeError("boom")
     elif path == "/state":

@@ -370,6 +370,14 @@ def test_range_requests(c: httpx.Client, repo: str) -> None:
         assert r.headers["content-range"] == f"bytes */{len(data)}"
     r = c.get(url, headers={"Range": "bytes=0-1,5-6"})  # several ranges: the whole blob
     assert r.status_code == 200 and r.content == data
+    r = c.head(url, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == b""
+    assert r.headers["content-length"] == "100"
+    # a range of a blob bigger than one write goes out whole (sendfile from the file)
+    big = os.urandom(3 << 20)
+    url = f"/v2/{repo}/blobs/{push_blob(c, repo, big)}"
+    r = c.get(url, headers={"Range": "bytes=1000000-3000000"})
+    assert r.status_code == 206 and r.content == big[1_000_000:3_000_001]
 
 
 def test_blob_unknown(c: httpx.Client, repo: str) -> None:

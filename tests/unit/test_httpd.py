@@ -215,6 +215,19 @@ def test_pathsend(server: Server, tmp_path: Path, size: int) -> None:
         assert rd.response()[2] == b"x"
 
 
+def test_zerocopysend_of_a_range(server: Server, tmp_path: Path) -> None:
+    f = tmp_path / "blob"
+    data = os.urandom(3 << 20)
+    f.write_bytes(data)
+    with server.connect() as s:
+        r = Reader(s)
+        s.sendall(_request("GET", f"/range?path={f}&offset=1000&count=2000000")
+                  + _request("GET", f"/range?path={f}&offset=0&count=10"))  # fmt: skip
+        status, _, body = r.response()
+        assert (status, body == data[1000:2_001_000]) == (206, True)
+        assert r.response()[2] == data[:10]
+
+
 def test_app_error_is_500(server: Server) -> None:
     r = httpx.get(f"{server.url}/boom")
     assert r.status_code == 500

@@ -182,7 +182,7 @@ class Connection(asyncio.Protocol):
             "raw_path": raw_path,
             "query_string": parsed.query or b"",
             "headers": self.headers,
-            "extensions": {"http.response.pathsend": {}},
+            "extensions": {"http.response.pathsend": {}, "http.response.zerocopysend": {}},
             "state": dict(self.ctx.state),
         }
         expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in self.headers)
@@ -430,6 +430,10 @@ class Cycle:
             if not self.started or self.complete:
                 raise RuntimeError("http.response.pathsend outside a response")
             await self._pathsend(message["path"])
+        elif kind == "http.response.zerocopysend":
+            if not self.started or self.complete:
+                raise RuntimeError("http.response.zerocopysend outside a response")
+            await self._zerocopysend(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
@@ -497,6 +501,44 @@ class Cycle:
                 self._write(b"\r\n0\r\n\r\n")
         self.complete = True
         self.changed.set()
+        await self.conn.drain()
+
+    async def _zerocopysend(self, message: Message) -> None:
+        """ASGI's zero-copy send: ``count`` bytes (default: to the end) of an open file
+        from ``offset`` (default: its position), by sendfile; the app keeps the file."""
+        more = bool(message.get("more_body", False))
+        file = message["file"]
+        if isinstance(file, int):
+            file = os.fdopen(os.dup(file), "rb")
+            owned = True
+        else:
+            owned = False
+        try:
+            offset = message.get("offset")
+            if offset is None:
+                offset = file.tell()
+            count = message.get("count")
+            if count is None:
+                count = os.fstat(file.fileno()).st_size - offset
+            if self.head_request or count <= 0:
+                await self._body(b"", more)
+                return
+            self._flush_head()
+            if self.chunked:
+                self._write(b"%x\r\n" % count)
+            transport = self.conn.transport
+            assert transport is not None
+            await self.conn.loop.sendfile(transport, file, offset, count)
+            if self.chunked:
+                self._write(b"\r\n")
+        finally:
+            if owned:
+                file.close()
+        if not more:
+            if self.chunked:
+                self._write(b"0\r\n\r\n")
+            self.complete = True
+            self.changed.set()
         await self.conn.drain()
 
     def _flush_head(self) -> None:
