@@ -6,7 +6,11 @@ Routes: ``/echo`` (the body back, with its length), ``/stream`` (three parts, no
 Content-Length), ``/file?path=P`` (pathsend of P), ``/range?path=P&offset=O&count=N``
 (zerocopysend), ``/boom`` (raises), ``/state`` (what
 the lifespan startup put in the state), ``/pid``, ``/ignore-body`` (answers without
-reading), ``/count-body`` (reads until the end or http.disconnect and says which).
+reading), ``/count-body`` (reads until the end or http.disconnect and says which),
+``/answer-then-receive`` (answers, then calls receive once more), ``/wrong-length?n=N``
+(says Content-Length 10, sends N bytes), ``/start-then-boom`` (raises after
+http.response.start), ``/bad-header`` (a header value with CRLF in it),
+``/echo-path/...`` (scope["path"] back, UTF-8).
 """
 
 from __future__ import annotations
@@ -77,6 +81,23 @@ async def app(scope: Message, receive: Any, send: Any) -> None:
                 end = "complete"
                 break
         await _answer(send, 200, json.dumps({"received": received, "end": end}).encode())
+    elif path == "/answer-then-receive":
+        await _answer(send, 200, b"answered")
+        await receive()  # after the response: http.disconnect, at once
+    elif path == "/wrong-length":
+        n = int(parse_qs(scope["query_string"].decode())["n"][0])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"10")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"x" * n})
+    elif path == "/start-then-boom":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("boom after the start")
+    elif path == "/bad-header":
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [(b"location", b"/x\r\nx-injected: yes")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b""})
+    elif path.startswith("/echo-path/"):
+        await _answer(send, 200, path.encode())
     else:
         await _answer(send, 404, b"not found")
 

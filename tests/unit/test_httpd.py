@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -352,6 +353,7 @@ def test_workers_share_a_burst_of_connections() -> None:
     """32 connections opened at once land on both workers (SO_REUSEPORT per worker)."""
     s = Server(workers=2)
     try:
+        _worker_pids(s, 2)  # both listening (the server is up once one of them is)
         socks = [s.connect() for _ in range(32)]
         seen: dict[int, int] = {}
         for sock in socks:
@@ -364,3 +366,167 @@ def test_workers_share_a_burst_of_connections() -> None:
         assert min(seen.values()) >= 6, seen  # far from all on one worker
     finally:
         s.stop()
+
+
+def _rest(r: Reader) -> bytes:
+    """What is left on the socket, up to the server's close (a timeout if it stays open)."""
+    while r._fill():
+        pass
+    out, r.buf = r.buf, b""
+    return out
+
+
+def test_an_upgrade_request_ends_the_http_on_its_connection(server: Server) -> None:
+    """httptools reads no body after an Upgrade (or CONNECT) head and goes on parsing
+    what follows as new requests: a body could smuggle a request in. Such a body is
+    refused, and nothing after such a head is read as HTTP."""
+    smuggled = _request("GET", "/pid")
+    with server.connect() as s:
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(smuggled))  # fmt: skip
+        time.sleep(0.2)  # the body in a read of its own
+        with contextlib.suppress(OSError):
+            s.sendall(smuggled)
+        assert r.response()[0] == 400
+        assert str(server.proc.pid).encode() not in _rest(r)
+    with server.connect() as s:  # no body: answered as plain HTTP, then the end
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(b"GET /state HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        time.sleep(0.2)
+        s.sendall(smuggled)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"hello from startup", "close")
+        assert _rest(r) == b""
+    with server.connect() as s:  # CONNECT: what follows is the tunnel, never a request
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n")
+        time.sleep(0.2)
+        s.sendall(smuggled)
+        assert r.response()[0] == 400  # (its target is no path)
+        assert _rest(r) == b""
+
+
+def test_an_endless_header_line_is_431(server: Server) -> None:
+    """httptools keeps a header line until its end: one that never ends must not grow
+    without limit."""
+    with server.connect() as s:
+        s.settimeout(5)
+        r = Reader(s)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # the server may close before the last parts
+            for _ in range(40):
+                s.sendall(b"a" * (16 << 10))
+                time.sleep(0.01)
+        assert r.response()[0] == 431
+        assert r.closed()
+
+
+def test_receive_after_the_response_is_a_disconnect(server: Server) -> None:
+    """The app answers without the body (the client waits for 100 Continue) and then
+    calls receive(): http.disconnect, not a wait for a body that never comes."""
+    with server.connect() as s:
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(b"POST /answer-then-receive HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                  b"Expect: 100-continue\r\n\r\n")  # fmt: skip
+        assert r.response()[:3:2] == (200, b"answered")
+        assert r.closed()
+
+
+def test_a_body_shorter_than_its_content_length_closes_the_connection(server: Server) -> None:
+    with server.connect() as s:
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(_request("GET", "/wrong-length?n=4") + _request("GET", "/pid"))
+        status, headers, _ = r.response(head_request=True)
+        assert (status, headers["content-length"]) == (200, "10")
+        assert _rest(r) == b"xxxx"  # then the end: the client knows it is short
+
+
+def test_a_body_longer_than_its_content_length_is_not_sent(server: Server) -> None:
+    with server.connect() as s:
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(_request("GET", "/wrong-length?n=20") + _request("GET", "/pid"))
+        assert r.response()[0] == 500
+        assert _rest(r) == b""
+
+
+def test_an_error_after_the_response_start_is_500(server: Server) -> None:
+    with server.connect() as s:
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(_request("GET", "/start-then-boom"))
+        status, headers, _ = r.response()
+        assert (status, headers["connection"]) == (500, "close")
+        assert r.closed()
+
+
+def test_a_header_value_with_crlf_is_refused(server: Server) -> None:
+    with server.connect() as s:
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(_request("GET", "/bad-header"))
+        status, headers, _ = r.response()
+        assert status == 500
+        assert "x-injected" not in headers
+
+
+def test_http_1_0_clients(server: Server) -> None:
+    with server.connect() as s:  # no chunked framing for HTTP/1.0: the close ends the body
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, _ = r.response(head_request=True)
+        assert (status, headers["connection"]) == (200, "close")
+        assert "transfer-encoding" not in headers
+        assert _rest(r) == b"one,two,three"
+    with server.connect() as s:  # keep-alive asked for: said, and kept
+        s.settimeout(3)
+        r = Reader(s)
+        for body in (b"one", b"two"):
+            s.sendall(b"POST /echo HTTP/1.0\r\nConnection: keep-alive\r\n"
+                      b"Content-Length: 3\r\n\r\n" + body)  # fmt: skip
+            status, headers, got = r.response()
+            assert (status, headers["connection"], got) == (200, "keep-alive", body)
+    with server.connect() as s:  # not asked for: closed after the answer
+        s.settimeout(3)
+        r = Reader(s)
+        s.sendall(b"GET /state HTTP/1.0\r\n\r\n")
+        assert r.response()[2] == b"hello from startup"
+        assert r.closed()
+
+
+def test_the_path_is_percent_decoded_as_utf8(server: Server) -> None:
+    with server.connect() as s:
+        r = Reader(s)
+        s.sendall(_request("GET", "/echo-path/caf%C3%A9%20au%20lait"))
+        assert r.response()[2] == "/echo-path/café au lait".encode()
+
+
+def test_a_client_gone_in_the_middle_of_a_sendfile_is_no_app_error(tmp_path: Path) -> None:
+    """A client that goes away during a big pathsend (a cancelled pull) ends the
+    response quietly: no 'error while answering' with a traceback in the log."""
+    f = tmp_path / "blob"
+    f.write_bytes(os.urandom(32 << 20))
+    s = Server()
+    try:
+        for _ in range(3):
+            with s.connect() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(_request("GET", f"/file?path={f}"))
+                sock.recv(4096)
+                time.sleep(0.2)  # the server is blocked in sendfile: the client is full
+                # a reset, not a FIN: the sendfile fails at once
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.5)
+        assert httpx.get(f"{s.url}/state").text == "hello from startup"
+    finally:
+        s.stop()
+    assert s.proc.stderr is not None
+    log = s.proc.stderr.read().decode()
+    assert "error while answering" not in log, log

@@ -15,13 +15,14 @@ import contextlib
 import http
 import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -41,6 +42,8 @@ SMALL = 64 << 10  # a body this small is written in one piece with the response 
 DISCARD_MAX = 16 << 20  # unread request body dropped after an early answer, at most...
 DISCARD_TIME = 5.0  # ... and for at most this long
 
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110 5.1)
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # no CR, LF, NUL in a header value
 _PHRASES = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _date: tuple[int, bytes] = (0, b"")
 
@@ -78,6 +81,10 @@ class Connection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
+        self.in_head = False  # between a request's first byte and the end of its head
+        self.progressed = False  # the parser reported part of the head in this read
+        self.stalled = 0  # head bytes read since the parser last reported any
+        self.upgraded = False  # after an Upgrade or CONNECT head nothing more is HTTP
         self.parsing: Cycle | None = None  # the request whose body the parser is in
         self.active: Cycle | None = None  # the request the app is answering
         self.waiting: deque[Cycle] = deque()  # pipelined requests, in order
@@ -110,6 +117,9 @@ class Connection(asyncio.Protocol):
             self.drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded:
+            return  # not HTTP: dropped until the request is answered and the close
+        self.progressed = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -121,6 +131,13 @@ class Connection(asyncio.Protocol):
                 self._refuse(431)
             else:
                 self._refuse(400)
+        else:
+            # httptools keeps a header line whole until its end: a line that never
+            # ends is counted here, read by read
+            if self.in_head:
+                self.stalled = 0 if self.progressed else self.stalled + len(data)
+                if self.head_size + self.stalled > MAX_HEAD:
+                    self._refuse(431)
 
     def eof_received(self) -> bool | None:
         """A client that half-closes after its request still gets the answer."""
@@ -146,6 +163,8 @@ class Connection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_size = 0
+        self.in_head = self.progressed = True
+        self.stalled = 0
         self._disarm_idle()
         self._arm_idle()  # the head must arrive within KEEPALIVE too
 
@@ -158,16 +177,25 @@ class Connection(asyncio.Protocol):
         self._grow_head(len(name) + len(value) + 4)
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self._disarm_idle()
         parser = self.parser
+        upgrade = parser.should_upgrade()
+        if upgrade and any(
+            n == b"transfer-encoding" or (n == b"content-length" and v.strip(b" \t") != b"0")
+            for n, v in self.headers
+        ):
+            # httptools reads no body after an Upgrade or CONNECT head and parses what
+            # follows as new requests: such a body could smuggle one in
+            raise httptools.HttpParserError("a body after an Upgrade or CONNECT head")
         try:
             parsed = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
             raise httptools.HttpParserError("invalid request target") from None
         raw_path = parsed.path or b"/"
         path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = unquote(path, encoding="latin-1")
+        if "%" in path or not path.isascii():  # ASGI: percent-decoded, then UTF-8
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
         method = parser.get_method().decode("ascii")
         scope: Message = {
             "type": "http",
@@ -186,7 +214,10 @@ class Connection(asyncio.Protocol):
             "state": dict(self.ctx.state),
         }
         expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in self.headers)
-        cycle = Cycle(self, scope, keep_alive=parser.should_keep_alive(), expect_100=expect)
+        keep_alive = parser.should_keep_alive() and not upgrade
+        cycle = Cycle(self, scope, keep_alive=keep_alive, expect_100=expect)
+        if upgrade:
+            self.upgraded = True  # answered as plain HTTP; what follows is not read
         self.parsing = cycle
         if self.active is None:
             self._start(cycle)
@@ -241,6 +272,7 @@ class Connection(asyncio.Protocol):
     # -- helpers ---------------------------------------------------------------------
 
     def _grow_head(self, n: int) -> None:
+        self.progressed = True
         self.head_size += n
         if self.head_size > MAX_HEAD:
             raise _HeadTooLarge
@@ -320,6 +352,7 @@ class Cycle:
         self.started = False
         self.complete = False
         self.chunked = False
+        self.remaining: int | None = None  # body bytes the Content-Length still promises
         self.status = 0
         self.head = b""  # the response head, until the first body part goes with it
 
@@ -375,7 +408,7 @@ class Cycle:
                 raise
         finally:
             if not self.complete and not self.disconnected:
-                if not self.started:
+                if not self.started or self.head:  # nothing of the response went out
                     await self._error_response(500)
                 else:  # a response cut short: the client sees the connection close
                     self.keep_alive = False
@@ -387,6 +420,8 @@ class Cycle:
                             scope["path"], scope["http_version"], self.status)  # fmt: skip
 
     async def receive(self) -> Message:
+        if self.complete:  # ASGI: after the response, http.disconnect (no body wait)
+            return {"type": "http.disconnect"}
         if self.expect_100 and not self.started:
             self.expect_100 = False
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -438,14 +473,16 @@ class Cycle:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
     def _start(self, status: int, headers: Any) -> None:
-        self.started = True
-        self.status = status
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b"")), _date_header()]
-        length = False
+        length: int | None = None
         for name, value in headers:
+            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+                raise RuntimeError(f"invalid response header {name!r}: {value!r}")
             lname = name.lower()
             if lname == b"content-length":
-                length = True
+                if not value.isdigit():
+                    raise RuntimeError(f"invalid Content-Length {value!r}")
+                length = int(value)
             elif lname == b"connection":
                 if value.lower() == b"close":
                     self.keep_alive = False
@@ -453,18 +490,39 @@ class Cycle:
             elif lname == b"transfer-encoding":
                 continue  # this server frames the body
             lines.append(b"%s: %s\r\n" % (name, value))
+        self.started = True
+        self.status = status
         bodiless = self.head_request or status in (204, 304) or status < 200
-        if not length and not bodiless:
-            self.chunked = True
-            lines.append(b"transfer-encoding: chunked\r\n")
+        self.remaining = None if bodiless else length
+        self.chunked = False
+        if length is None and not bodiless:
+            if self.scope["http_version"] == "1.0":
+                self.keep_alive = False  # no chunked for HTTP/1.0: the close ends the body
+            else:
+                self.chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":
+            lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
         self.head = b"".join(lines)
+
+    def _count(self, n: int) -> None:
+        """Account for ``n`` body bytes about to go out (or gone) against Content-Length."""
+        if self.remaining is not None:
+            if n > self.remaining:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.remaining -= n
+
+    def _check_complete(self) -> None:
+        if self.remaining:
+            raise RuntimeError("response body shorter than its Content-Length")
 
     async def _body(self, data: bytes, more: bool) -> None:
         if self.head_request or self.status in (204, 304):
             data = b""
+        self._count(len(data))
         if self.chunked:
             framed = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
             if not more:
@@ -478,6 +536,7 @@ class Cycle:
             if data:
                 self._write(data)
         if not more:
+            self._check_complete()  # (the connection is closed: the client sees it short)
             self.complete = True
             self.changed.set()
         await self.conn.drain()
@@ -491,14 +550,10 @@ class Cycle:
             if size <= SMALL:  # one write with the head beats the sendfile set-up
                 await self._body(f.read(), False)
                 return
-            self._flush_head()
+            await self._sendfile(f, 0, size)
             if self.chunked:
-                self._write(b"%x\r\n" % size)
-            transport = self.conn.transport
-            assert transport is not None
-            await self.conn.loop.sendfile(transport, f, 0, size)
-            if self.chunked:
-                self._write(b"\r\n0\r\n\r\n")
+                self._write(b"0\r\n\r\n")
+        self._check_complete()
         self.complete = True
         self.changed.set()
         await self.conn.drain()
@@ -523,23 +578,37 @@ class Cycle:
             if self.head_request or count <= 0:
                 await self._body(b"", more)
                 return
-            self._flush_head()
-            if self.chunked:
-                self._write(b"%x\r\n" % count)
-            transport = self.conn.transport
-            assert transport is not None
-            await self.conn.loop.sendfile(transport, file, offset, count)
-            if self.chunked:
-                self._write(b"\r\n")
+            await self._sendfile(file, offset, count)
         finally:
             if owned:
                 file.close()
         if not more:
             if self.chunked:
                 self._write(b"0\r\n\r\n")
+            self._check_complete()
             self.complete = True
             self.changed.set()
         await self.conn.drain()
+
+    async def _sendfile(self, file: Any, offset: int, count: int) -> None:
+        """``count`` bytes of ``file`` from ``offset`` as (one chunk of) the body."""
+        self._count(count)
+        self._flush_head()
+        if self.chunked:
+            self._write(b"%x\r\n" % count)
+        transport = self.conn.transport
+        if transport is None or self.conn.closed:
+            raise ConnectionResetError("the client closed the connection")
+        try:
+            sent = await self.conn.loop.sendfile(transport, file, offset, count)
+        except ConnectionError as e:  # the client went away (a cancelled download)
+            self.lost()
+            self.conn.close()
+            raise ConnectionResetError("the client closed the connection") from e
+        if sent != count:  # the file is shorter than said: the framing is broken
+            raise RuntimeError(f"{count} bytes of the file to send, {sent} sent")
+        if self.chunked:
+            self._write(b"\r\n")
 
     def _flush_head(self) -> None:
         if self.head:
