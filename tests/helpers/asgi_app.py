@@ -114,7 +114,14 @@ def main() -> None:
 
     port, workers = int(sys.argv[1]), int(sys.argv[2])
     uds = sys.argv[3] if len(sys.argv) > 3 else None
-    serve(lambda: app, port=port, workers=workers, uds=uds, grace=2.0)
+    if os.environ.get("ASGI_APP_FAIL"):  # every worker fails as it starts
+
+        def factory() -> Any:
+            raise RuntimeError("this app cannot start")
+
+        serve(factory, port=port, workers=workers, uds=uds, grace=2.0)
+    else:
+        serve(lambda: app, port=port, workers=workers, uds=uds, grace=2.0)
 
 
 if __name__ == "__main__":

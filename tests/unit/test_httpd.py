@@ -278,6 +278,7 @@ def test_unix_socket(tmp_path: Path) -> None:
     finally:
         s.stop()
     assert s.proc.returncode == 0
+    assert not uds.exists()  # its socket file goes with it
 
 
 def _alive(pid: int) -> bool:
@@ -530,3 +531,14 @@ def test_a_client_gone_in_the_middle_of_a_sendfile_is_no_app_error(tmp_path: Pat
     assert s.proc.stderr is not None
     log = s.proc.stderr.read().decode()
     assert "error while answering" not in log, log
+
+
+def test_a_supervisor_whose_workers_cannot_start_gives_up() -> None:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "ASGI_APP_FAIL": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.asgi_app", str(_free_port()), "2"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "this app cannot start" in proc.stderr
+    assert "workers in a row ended as they started" in proc.stderr

@@ -76,8 +76,8 @@ class Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.server: tuple[str, int] | None = None
-        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int | None] | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
@@ -100,7 +100,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.server = _address(transport.get_extra_info("sockname"))
+        self.server = _address(transport.get_extra_info("sockname"))  # (path, None): unix
         self.client = _address(transport.get_extra_info("peername"))
         self.ctx.connections.add(self)
         self._arm_idle()
@@ -630,9 +630,11 @@ class Cycle:
             await self._body(body, False)
 
 
-def _address(value: Any) -> tuple[str, int] | None:
+def _address(value: Any) -> tuple[str, int | None] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return str(value[0]), int(value[1])
+    if isinstance(value, str) and value:  # a unix socket's path (ASGI: port None)
+        return value, None
     return None
 
 

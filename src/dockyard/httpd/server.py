@@ -29,6 +29,8 @@ log = logging.getLogger("dockyard.httpd")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1
+QUICK_DEATH = 1.0  # a worker that ends this soon after it started did not start
+GIVE_UP_AFTER = 5  # quick deaths in a row: the supervisor stops and fails
 
 
 def serve(
@@ -49,11 +51,15 @@ def serve(
     """
     if workers <= 1 or uds is not None:
         sock = listen(host, port, uds, backlog)
-        with sock:
-            if workers <= 1:
-                run_worker(lambda: sock, app_factory, access_log=access_log, grace=grace)
-            else:
-                _Supervisor(lambda: sock, app_factory, workers, access_log, grace).run()
+        try:
+            with sock:
+                if workers <= 1:
+                    run_worker(lambda: sock, app_factory, access_log=access_log, grace=grace)
+                else:
+                    _Supervisor(lambda: sock, app_factory, workers, access_log, grace).run()
+        finally:
+            if uds is not None:
+                _remove_socket_file(uds)
         return
     # first without SO_REUSEPORT: a port some other server holds, even one that set
     # it (a second registry on the same port, say), is refused instead of shared
@@ -63,6 +69,16 @@ def serve(
         bound = held.getsockname()[1]
         own = lambda: listen(host, bound, None, backlog, reuseport=True)  # noqa: E731
         _Supervisor(own, app_factory, workers, access_log, grace).run()
+
+
+def _remove_socket_file(path: str) -> None:
+    """Remove the unix socket file unless another server has bound the path since."""
+    with contextlib.suppress(OSError):
+        if os.lstat(path).st_ino == _socket_inode.get(path):
+            os.unlink(path)
+
+
+_socket_inode: dict[str, int] = {}
 
 
 def listen(
@@ -82,6 +98,8 @@ def listen(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(uds if uds is not None else (host, port))
+        if uds is not None:
+            _socket_inode[uds] = os.lstat(uds).st_ino
         if listening:
             sock.listen(backlog)
     except OSError:
@@ -118,7 +136,10 @@ async def _worker(
         await asyncio.sleep(0.05)
     for conn in list(ctx.connections):
         conn.close()
-    await lifespan.shutdown()
+    try:
+        await asyncio.wait_for(lifespan.shutdown(), grace)
+    except TimeoutError:
+        log.warning("application shutdown did not finish in %.0f s", grace)
 
 
 class _Supervisor:
@@ -136,26 +157,51 @@ class _Supervisor:
 
     def run(self) -> None:
         previous = {sig: signal.signal(sig, self._stop) for sig in STOP_SIGNALS}
+        quick = 0  # workers in a row that died soon after they started
+        missing = 0  # workers to start again once ``due``
+        due = 0.0
+        failed = False
         try:
             for _ in range(self.workers):
                 self._spawn()
-            while self.children:
-                try:
-                    pid, status = os.wait()
-                except ChildProcessError:
-                    break
+            while self.children or (missing and not self.stopping):
+                if missing and not self.stopping and time.monotonic() >= due:
+                    for _ in range(missing):
+                        self._spawn()
+                    missing = 0
+                reaped = self._reap(block=not missing)
+                if reaped is None:
+                    continue
+                pid, status = reaped
                 started = self.children.pop(pid, None)
                 if started is None or self.stopping:
                     continue
                 log.warning("worker %d ended (exit code %d); starting another",
                             pid, os.waitstatus_to_exitcode(status))  # fmt: skip
-                if time.monotonic() - started < 1.0:
-                    time.sleep(1.0)  # a worker that cannot start: don't spin
-                if not self.stopping:
-                    self._spawn()
+                quick = quick + 1 if time.monotonic() - started < QUICK_DEATH else 0
+                if quick >= GIVE_UP_AFTER:
+                    failed = True
+                    self._stop(signal.SIGTERM, None)
+                    continue
+                missing += 1
+                due = time.monotonic() + (QUICK_DEATH if quick else 0.0)  # don't spin
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if failed:
+            raise RuntimeError(f"{GIVE_UP_AFTER} workers in a row ended as they started")
+
+    def _reap(self, *, block: bool) -> tuple[int, int] | None:
+        """A worker that ended, as (pid, wait status); without ``block``, None after a
+        short nap when none has (so a death is seen as it happens, back-off or not)."""
+        try:
+            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = 0, 0
+        if pid:
+            return pid, status
+        time.sleep(0.05)
+        return None
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -165,14 +211,19 @@ class _Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
+        # a stop signal between fork and the child's own handlers would run the
+        # supervisor's handler in the child: held back until each side is ready
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid:
             self.children[pid] = time.monotonic()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             return
         code = 1
         try:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             _die_with(parent)
             run_worker(self.sock, self.app_factory, access_log=self.access_log,
                        grace=self.grace)  # fmt: skip
