@@ -551,12 +551,7 @@ class Cycle:
                 await self._body(f.read(), False)
                 return
             await self._sendfile(f, 0, size)
-            if self.chunked:
-                self._write(b"0\r\n\r\n")
-        self._check_complete()
-        self.complete = True
-        self.changed.set()
-        await self.conn.drain()
+        await self._end()
 
     async def _zerocopysend(self, message: Message) -> None:
         """ASGI's zero-copy send: ``count`` bytes (default: to the end) of an open file
@@ -582,12 +577,18 @@ class Cycle:
         finally:
             if owned:
                 file.close()
-        if not more:
-            if self.chunked:
-                self._write(b"0\r\n\r\n")
-            self._check_complete()
-            self.complete = True
-            self.changed.set()
+        if more:
+            await self.conn.drain()
+        else:
+            await self._end()
+
+    async def _end(self) -> None:
+        """The body sent by sendfile is all there is: end the response."""
+        if self.chunked:
+            self._write(b"0\r\n\r\n")
+        self._check_complete()
+        self.complete = True
+        self.changed.set()
         await self.conn.drain()
 
     async def _sendfile(self, file: Any, offset: int, count: int) -> None:
