@@ -3,8 +3,8 @@
     python -m tests.helpers.asgi_app PORT WORKERS [UDS]
 
 Routes: ``/echo`` (the body back, with its length), ``/stream`` (three parts, no
-Content-Length), ``/file?path=P`` (pathsend of P), ``/range?path=P&offset=O&count=N``
-(zerocopysend), ``/boom`` (raises), ``/state`` (what
+Content-Length), ``/big?n=N`` (N MiB), ``/file?path=P`` (pathsend of P),
+``/range?path=P&offset=O&count=N`` (zerocopysend), ``/boom`` (raises), ``/state`` (what
 the lifespan startup put in the state), ``/pid``, ``/ignore-body`` (answers without
 reading), ``/count-body`` (reads until the end or http.disconnect and says which),
 ``/answer-then-receive`` (answers, then calls receive once more), ``/wrong-length?n=N``
@@ -62,6 +62,13 @@ async def app(scope: Message, receive: Any, send: Any) -> None:
         with open(q["path"][0], "rb") as f:
             await send({"type": "http.response.zerocopysend", "file": f.fileno(),
                         "offset": offset, "count": count})  # fmt: skip
+    elif path == "/big":  # n MiB in 1 MiB pieces, with a Content-Length
+        n = int(parse_qs(scope["query_string"].decode())["n"][0])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(n << 20).encode())]})  # fmt: skip
+        piece = b"z" * (1 << 20)
+        for i in range(n):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < n - 1})
     elif path == "/boom":
         raise RuntimeError("boom")
     elif path == "/state":
@@ -114,6 +121,7 @@ def main() -> None:
 
     port, workers = int(sys.argv[1]), int(sys.argv[2])
     uds = sys.argv[3] if len(sys.argv) > 3 else None
+    stall = float(os.environ.get("ASGI_APP_STALL", "120"))
     if os.environ.get("ASGI_APP_FAIL"):  # every worker fails as it starts
 
         def factory() -> Any:
@@ -121,7 +129,7 @@ def main() -> None:
 
         serve(factory, port=port, workers=workers, uds=uds, grace=2.0)
     else:
-        serve(lambda: app, port=port, workers=workers, uds=uds, grace=2.0)
+        serve(lambda: app, port=port, workers=workers, uds=uds, grace=2.0, stall_timeout=stall)
 
 
 if __name__ == "__main__":

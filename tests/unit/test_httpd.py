@@ -34,11 +34,15 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, workers: int = 1, uds: Path | None = None) -> None:
+    def __init__(
+        self, workers: int = 1, uds: Path | None = None, stall: float | None = None
+    ) -> None:
         self.workers = workers
         self.uds = uds
         self.port = _free_port()
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+        if stall is not None:
+            env["ASGI_APP_STALL"] = str(stall)
         argv = [sys.executable, "-m", "tests.helpers.asgi_app", str(self.port), str(workers)]
         if uds is not None:
             argv.append(str(uds))
@@ -542,3 +546,28 @@ def test_a_supervisor_whose_workers_cannot_start_gives_up() -> None:
     assert proc.returncode != 0
     assert "this app cannot start" in proc.stderr
     assert "workers in a row ended as they started" in proc.stderr
+
+
+def test_stalled_clients_are_dropped() -> None:
+    """A body that stops coming, and a client that stops reading, hold a connection
+    for the stall timeout (here 1 s), not forever."""
+    s = Server(stall=1.0)
+    try:
+        with s.connect() as sock:
+            r = Reader(sock)
+            started = time.monotonic()
+            sock.sendall(b"POST /count-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+            assert r.closed()  # given up on (the app saw http.disconnect)
+            assert 0.9 < time.monotonic() - started < 5
+        with s.connect() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            sock.sendall(_request("GET", "/big?n=256"))
+            time.sleep(3)  # read nothing
+            got = 0
+            with contextlib.suppress(ConnectionResetError):
+                while data := sock.recv(1 << 20):
+                    got += len(data)
+            assert got < 256 << 20  # cut off: the server gave up on this reader
+        assert httpx.get(f"{s.url}/state").text == "hello from startup"
+    finally:
+        s.stop()

@@ -41,6 +41,7 @@ KEEPALIVE = 75.0  # seconds an idle connection (or one sending its head) is kept
 SMALL = 64 << 10  # a body this small is written in one piece with the response head
 DISCARD_MAX = 16 << 20  # unread request body dropped after an early answer, at most...
 DISCARD_TIME = 5.0  # ... and for at most this long
+STALL_TIMEOUT = 120.0  # see Context.stall_timeout
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110 5.1)
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # no CR, LF, NUL in a header value
@@ -64,6 +65,9 @@ class Context:
     state: dict[str, Any] = field(default_factory=dict)  # lifespan state, copied per request
     access_log: bool = False
     connections: set[Connection] = field(default_factory=set)
+    # seconds a request body may pause, or a client stop reading the response, before
+    # the connection is closed (a sendfile is not watched: the kernel sends it)
+    stall_timeout: float = STALL_TIMEOUT
 
 
 class _HeadTooLarge(Exception):
@@ -293,6 +297,12 @@ class Connection(asyncio.Protocol):
             self.active.lost()
         self.close()
 
+    def abort(self) -> None:
+        """Close now, dropping what is still buffered (a client that is not reading)."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.closed = True
@@ -327,7 +337,10 @@ class Connection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.write_paused and not self.closed:
             self.drained = self.loop.create_future()
-            await self.drained
+            try:
+                await asyncio.wait_for(self.drained, self.ctx.stall_timeout)
+            except TimeoutError:  # the client stopped reading
+                self.abort()
         if self.closed:
             raise ConnectionResetError("the client closed the connection")
 
@@ -428,7 +441,11 @@ class Cycle:
         while not (self.body or self.body_complete or self.disconnected or self.body_cut):
             self.changed.clear()
             self.conn._resume_reading()
-            await self.changed.wait()
+            try:
+                await asyncio.wait_for(self.changed.wait(), self.conn.ctx.stall_timeout)
+            except TimeoutError:  # the body stopped coming: as if the client had left
+                self.lost()
+                self.conn.abort()
         if self.body:
             data = self.body.popleft()
             self.buffered -= len(data)

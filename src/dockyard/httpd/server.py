@@ -20,10 +20,11 @@ import socket
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from dockyard.httpd.connection import ASGIApp, Connection, Context, Message
+from dockyard.httpd.connection import STALL_TIMEOUT, ASGIApp, Connection, Context, Message
 
 log = logging.getLogger("dockyard.httpd")
 
@@ -36,12 +37,14 @@ GIVE_UP_AFTER = 5  # quick deaths in a row: the supervisor stops and fails
 def serve(
     app_factory: Callable[[], ASGIApp], *, host: str = "127.0.0.1", port: int = 0,
     uds: str | None = None, workers: int = 1, access_log: bool = False,
-    grace: float = 10.0, backlog: int = 1024,
+    grace: float = 10.0, backlog: int = 1024, stall_timeout: float = STALL_TIMEOUT,
 ) -> None:  # fmt: skip
     """Serve the app made by ``app_factory`` (called in each worker) until SIGTERM/SIGINT.
 
     Listens on ``uds`` (a unix socket path) if given, else on ``host:port``. Raises
-    OSError when the address cannot be bound.
+    OSError when the address cannot be bound. A connection whose request body stops
+    coming, or whose client stops reading the response, for ``stall_timeout`` seconds
+    is closed.
 
     Several workers on TCP each listen on their own SO_REUSEPORT socket, so the kernel
     spreads connections evenly over them; with one shared socket, whichever worker
@@ -49,14 +52,15 @@ def serve(
     most of them leaves the other cores idle. The supervisor keeps a bound (not
     listening) socket of the group, which holds the address while workers come and go.
     """
+    options = Options(access_log, grace, stall_timeout)
     if workers <= 1 or uds is not None:
         sock = listen(host, port, uds, backlog)
         try:
             with sock:
                 if workers <= 1:
-                    run_worker(lambda: sock, app_factory, access_log=access_log, grace=grace)
+                    run_worker(lambda: sock, app_factory, options)
                 else:
-                    _Supervisor(lambda: sock, app_factory, workers, access_log, grace).run()
+                    _Supervisor(lambda: sock, app_factory, workers, options).run()
         finally:
             if uds is not None:
                 _remove_socket_file(uds)
@@ -68,7 +72,7 @@ def serve(
     with listen(host, port, None, backlog, reuseport=True, listening=False) as held:
         bound = held.getsockname()[1]
         own = lambda: listen(host, bound, None, backlog, reuseport=True)  # noqa: E731
-        _Supervisor(own, app_factory, workers, access_log, grace).run()
+        _Supervisor(own, app_factory, workers, options).run()
 
 
 def _remove_socket_file(path: str) -> None:
@@ -109,21 +113,31 @@ def listen(
     return sock
 
 
+@dataclass(frozen=True)
+class Options:
+    """How each worker serves (see ``serve``)."""
+
+    access_log: bool = False
+    grace: float = 10.0
+    stall_timeout: float = STALL_TIMEOUT
+
+
 def run_worker(
-    sock: Callable[[], socket.socket], app_factory: Callable[[], ASGIApp], *,
-    access_log: bool, grace: float,
-) -> None:  # fmt: skip
-    asyncio.run(_worker(sock(), app_factory, access_log, grace))
+    sock: Callable[[], socket.socket], app_factory: Callable[[], ASGIApp], options: Options
+) -> None:
+    asyncio.run(_worker(sock(), app_factory, options))
 
 
 async def _worker(
-    sock: socket.socket, app_factory: Callable[[], ASGIApp], access_log: bool, grace: float
+    sock: socket.socket, app_factory: Callable[[], ASGIApp], options: Options
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    ctx = Context(app_factory(), access_log=access_log)
+    ctx = Context(app_factory(), access_log=options.access_log,
+                  stall_timeout=options.stall_timeout)  # fmt: skip
+    grace = options.grace
     lifespan = _Lifespan(ctx.app, ctx.state)
     await lifespan.startup()
     server = await loop.create_server(lambda: Connection(ctx), sock=sock)
@@ -145,13 +159,12 @@ async def _worker(
 class _Supervisor:
     def __init__(
         self, sock: Callable[[], socket.socket], app_factory: Callable[[], ASGIApp],
-        workers: int, access_log: bool, grace: float,
+        workers: int, options: Options,
     ) -> None:  # fmt: skip
         self.app_factory = app_factory
         self.sock = sock
         self.workers = workers
-        self.access_log = access_log
-        self.grace = grace
+        self.options = options
         self.children: dict[int, float] = {}  # pid -> when it started
         self.stopping = False
 
@@ -225,8 +238,7 @@ class _Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             _die_with(parent)
-            run_worker(self.sock, self.app_factory, access_log=self.access_log,
-                       grace=self.grace)  # fmt: skip
+            run_worker(self.sock, self.app_factory, self.options)
             code = 0
         except BaseException:
             log.exception("worker failed")
