@@ -571,3 +571,14 @@ def test_stalled_clients_are_dropped() -> None:
         assert httpx.get(f"{s.url}/state").text == "hello from startup"
     finally:
         s.stop()
+
+
+def test_a_bad_request_behind_a_good_one_waits_its_turn(server: Server) -> None:
+    with server.connect() as s:
+        r = Reader(s)
+        s.sendall(_request("POST", "/echo", b"first") + _request("GET", "/state")
+                  + b"GARBAGE\x00 / HTTP/1.1\r\n\r\n")  # fmt: skip
+        assert r.response()[2] == b"first"
+        assert r.response()[2] == b"hello from startup"
+        assert r.response()[0] == 400
+        assert r.closed()

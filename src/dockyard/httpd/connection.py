@@ -89,6 +89,7 @@ class Connection(asyncio.Protocol):
         self.progressed = False  # the parser reported part of the head in this read
         self.stalled = 0  # head bytes read since the parser last reported any
         self.upgraded = False  # after an Upgrade or CONNECT head nothing more is HTTP
+        self.refusal = 0  # the status for a bad request that waits for those before it
         self.parsing: Cycle | None = None  # the request whose body the parser is in
         self.active: Cycle | None = None  # the request the app is answering
         self.waiting: deque[Cycle] = deque()  # pipelined requests, in order
@@ -121,8 +122,8 @@ class Connection(asyncio.Protocol):
             self.drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self.upgraded:
-            return  # not HTTP: dropped until the request is answered and the close
+        if self.upgraded or self.refusal:
+            return  # not HTTP (any more): dropped until the answers and the close
         self.progressed = False
         try:
             self.parser.feed_data(data)
@@ -269,6 +270,8 @@ class Connection(asyncio.Protocol):
             self._start(self.waiting.popleft())
             if not self.waiting and self.active is not None and not self.active.body_full():
                 self._resume_reading()
+        elif self.refusal:
+            self._refuse(self.refusal)
         else:
             self._resume_reading()
             self._arm_idle()
@@ -282,8 +285,13 @@ class Connection(asyncio.Protocol):
             raise _HeadTooLarge
 
     def _refuse(self, status: int) -> None:
-        """Answer a request that could not be parsed, and close."""
+        """Answer a request that could not be parsed, and close. Requests before it
+        that arrived whole are answered first, in order."""
         if self.transport is None or self.closed:
+            return
+        if self.active is not None and self.active.body_complete and self.parsing is None:
+            self.refusal = status  # its turn comes after theirs (see _next)
+            self._pause_reading()
             return
         if self.active is None or not self.active.started:
             phrase = _PHRASES.get(status, b"")
