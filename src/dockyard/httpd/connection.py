@@ -46,6 +46,7 @@ STALL_TIMEOUT = 120.0  # see Context.stall_timeout
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110 5.1)
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # no CR, LF, NUL in a header value
 _PHRASES = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+_BODY_MESSAGES = ("http.response.body", "http.response.pathsend", "http.response.zerocopysend")
 _date: tuple[int, bytes] = (0, b"")
 
 
@@ -98,7 +99,6 @@ class Connection(asyncio.Protocol):
         self.drained: asyncio.Future[None] | None = None
         self.closed = False
         self.idle: asyncio.TimerHandle | None = None
-        self.eof = False
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -146,7 +146,6 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         """A client that half-closes after its request still gets the answer."""
-        self.eof = True
         if self.active is not None:
             self.active.keep_alive = False
             if not self.active.body_complete:
@@ -260,7 +259,7 @@ class Connection(asyncio.Protocol):
             cycle.discard()
             self._resume_reading()
             self._disarm_idle()
-            self.idle = self.loop.call_later(DISCARD_TIME, self.close)
+            self._arm_idle(DISCARD_TIME)
             return
         self._next()
 
@@ -333,9 +332,9 @@ class Connection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
-    def _arm_idle(self) -> None:
+    def _arm_idle(self, seconds: float = KEEPALIVE) -> None:
         if self.idle is None:
-            self.idle = self.loop.call_later(KEEPALIVE, self.close)
+            self.idle = self.loop.call_later(seconds, self.close)
 
     def _disarm_idle(self) -> None:
         if self.idle is not None:
@@ -346,7 +345,8 @@ class Connection(asyncio.Protocol):
         if self.write_paused and not self.closed:
             self.drained = self.loop.create_future()
             try:
-                await asyncio.wait_for(self.drained, self.ctx.stall_timeout)
+                async with asyncio.timeout(self.ctx.stall_timeout):
+                    await self.drained
             except TimeoutError:  # the client stopped reading
                 self.abort()
         if self.closed:
@@ -365,6 +365,7 @@ class Cycle:
         self.body: deque[bytes] = deque()
         self.buffered = 0
         self.body_complete = False
+        self.told_end = False  # the app got its more_body=False
         self.body_cut = False
         self.discarding = False
         self.discarded = 0
@@ -450,7 +451,8 @@ class Cycle:
             self.changed.clear()
             self.conn._resume_reading()
             try:
-                await asyncio.wait_for(self.changed.wait(), self.conn.ctx.stall_timeout)
+                async with asyncio.timeout(self.conn.ctx.stall_timeout):
+                    await self.changed.wait()
             except TimeoutError:  # the body stopped coming: as if the client had left
                 self.lost()
                 self.conn.abort()
@@ -460,9 +462,10 @@ class Cycle:
             if self.buffered <= LOW_WATER and not self.conn.waiting:
                 self.conn._resume_reading()
             more = bool(self.body) or not self.body_complete
+            self.told_end = not more
             return {"type": "http.request", "body": data, "more_body": more}
-        if self.body_complete and not self.disconnected and not self._told_end:
-            self._told_end = True
+        if self.body_complete and not self.disconnected and not self.told_end:
+            self.told_end = True
             return {"type": "http.request", "body": b"", "more_body": False}
         # after the body: ASGI's http.disconnect comes once the response is sent or
         # the client went away
@@ -470,8 +473,6 @@ class Cycle:
             self.changed.clear()
             await self.changed.wait()
         return {"type": "http.disconnect"}
-
-    _told_end = False
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -481,21 +482,17 @@ class Cycle:
             if self.started:
                 raise RuntimeError("the response has already started")
             self._start(message["status"], message.get("headers", ()))
-        elif kind == "http.response.body":
-            if not self.started or self.complete:
-                raise RuntimeError("http.response.body outside a response")
-            more = bool(message.get("more_body", False))
-            await self._body(message.get("body", b""), more)
-        elif kind == "http.response.pathsend":
-            if not self.started or self.complete:
-                raise RuntimeError("http.response.pathsend outside a response")
-            await self._pathsend(message["path"])
-        elif kind == "http.response.zerocopysend":
-            if not self.started or self.complete:
-                raise RuntimeError("http.response.zerocopysend outside a response")
-            await self._zerocopysend(message)
-        else:
+            return
+        if kind not in _BODY_MESSAGES:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        if not self.started or self.complete:
+            raise RuntimeError(f"{kind} outside a response")
+        if kind == "http.response.body":
+            await self._body(message.get("body", b""), bool(message.get("more_body", False)))
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message["path"])
+        else:
+            await self._zerocopysend(message)
 
     def _start(self, status: int, headers: Any) -> None:
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b"")), _date_header()]
@@ -576,7 +573,7 @@ class Cycle:
                 await self._body(f.read(), False)
                 return
             await self._sendfile(f, 0, size)
-        await self._end()
+        await self._body(b"", False)  # (the end of a chunked body)
 
     async def _zerocopysend(self, message: Message) -> None:
         """ASGI's zero-copy send: ``count`` bytes (default: to the end) of an open file
@@ -595,26 +592,12 @@ class Cycle:
             count = message.get("count")
             if count is None:
                 count = os.fstat(file.fileno()).st_size - offset
-            if self.head_request or count <= 0:
-                await self._body(b"", more)
-                return
-            await self._sendfile(file, offset, count)
+            if not self.head_request and count > 0:
+                await self._sendfile(file, offset, count)
         finally:
             if owned:
                 file.close()
-        if more:
-            await self.conn.drain()
-        else:
-            await self._end()
-
-    async def _end(self) -> None:
-        """The body sent by sendfile is all there is: end the response."""
-        if self.chunked:
-            self._write(b"0\r\n\r\n")
-        self._check_complete()
-        self.complete = True
-        self.changed.set()
-        await self.conn.drain()
+        await self._body(b"", more)
 
     async def _sendfile(self, file: Any, offset: int, count: int) -> None:
         """``count`` bytes of ``file`` from ``offset`` as (one chunk of) the body."""
@@ -622,11 +605,8 @@ class Cycle:
         self._flush_head()
         if self.chunked:
             self._write(b"%x\r\n" % count)
-        transport = self.conn.transport
-        if transport is None or self.conn.closed:
-            raise ConnectionResetError("the client closed the connection")
         try:
-            sent = await self.conn.loop.sendfile(transport, file, offset, count)
+            sent = await self.conn.loop.sendfile(self._transport(), file, offset, count)
         except ConnectionError as e:  # the client went away (a cancelled download)
             self.lost()
             self.conn.close()
@@ -642,10 +622,13 @@ class Cycle:
             self.head = b""
 
     def _write(self, data: bytes) -> None:
+        self._transport().write(data)
+
+    def _transport(self) -> asyncio.Transport:
         transport = self.conn.transport
         if transport is None or self.conn.closed:
             raise ConnectionResetError("the client closed the connection")
-        transport.write(data)
+        return transport
 
     async def _error_response(self, status: int) -> None:
         self.keep_alive = False

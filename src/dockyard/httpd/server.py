@@ -55,6 +55,7 @@ def serve(
     options = Options(access_log, grace, stall_timeout)
     if workers <= 1 or uds is not None:
         sock = listen(host, port, uds, backlog)
+        inode = os.lstat(uds).st_ino if uds is not None else 0
         try:
             with sock:
                 if workers <= 1:
@@ -63,26 +64,22 @@ def serve(
                     _Supervisor(lambda: sock, app_factory, workers, options).run()
         finally:
             if uds is not None:
-                _remove_socket_file(uds)
+                _remove_socket_file(uds, inode)
         return
     # first without SO_REUSEPORT: a port some other server holds, even one that set
     # it (a second registry on the same port, say), is refused instead of shared
     with listen(host, port, None, backlog, listening=False) as probe:
         port = probe.getsockname()[1]
-    with listen(host, port, None, backlog, reuseport=True, listening=False) as held:
-        bound = held.getsockname()[1]
-        own = lambda: listen(host, bound, None, backlog, reuseport=True)  # noqa: E731
+    with listen(host, port, None, backlog, reuseport=True, listening=False):
+        own = lambda: listen(host, port, None, backlog, reuseport=True)  # noqa: E731
         _Supervisor(own, app_factory, workers, options).run()
 
 
-def _remove_socket_file(path: str) -> None:
+def _remove_socket_file(path: str, inode: int) -> None:
     """Remove the unix socket file unless another server has bound the path since."""
     with contextlib.suppress(OSError):
-        if os.lstat(path).st_ino == _socket_inode.get(path):
+        if os.lstat(path).st_ino == inode:
             os.unlink(path)
-
-
-_socket_inode: dict[str, int] = {}
 
 
 def listen(
@@ -102,8 +99,6 @@ def listen(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(uds if uds is not None else (host, port))
-        if uds is not None:
-            _socket_inode[uds] = os.lstat(uds).st_ino
         if listening:
             sock.listen(backlog)
     except OSError:

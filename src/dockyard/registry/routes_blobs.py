@@ -51,6 +51,7 @@ async def get_blob(reg: Registry, request: Request, params: dict[str, str]) -> R
     found = await thread(_find, reg, request.headers.get("authorization"), name, digest, local)
     if request.headers.get("if-none-match") == headers["ETag"]:
         return empty(304, headers)
+    zero_copy = None
     if isinstance(found, os.stat_result):
         assert local is not None
         if "range" not in request.headers:  # the whole file: pathsend/sendfile
@@ -59,8 +60,7 @@ async def get_blob(reg: Registry, request: Request, params: dict[str, str]) -> R
             )
         zero_copy = local if ZERO_COPY in request.scope.get("extensions", {}) else None
         found = FileInfo(blob_path(digest), found.st_size, found.st_mtime)
-        return _streamed(reg, request, digest, found, headers, zero_copy)
-    return _streamed(reg, request, digest, found, headers)
+    return _streamed(reg, request, digest, found, headers, zero_copy)
 
 
 def _find(
@@ -123,8 +123,7 @@ class _FileRange(Response):
     def __init__(
         self, path: Path, offset: int, count: int, status: int, headers: dict[str, str]
     ) -> None:
-        super().__init__(b"", status, headers)
-        self.headers["content-length"] = str(count)
+        super().__init__(b"", status, headers)  # headers hold the range's Content-Length
         self.path, self.offset, self.count = path, offset, count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
