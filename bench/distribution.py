@@ -87,14 +87,23 @@ class Client(Engine):
         raise NotImplementedError
 
 
-class DockyardClient(Client, store.Dockyard):
-    compressions = ("gzip", "zstd")
+class StoreClient(Client):
+    """A client with a docker-like CLI and image store: dockyard, docker, podman."""
 
     def prepare(self, archive: Archive) -> None:
         self.reset()
         self.run("load", "-q", "-i", archive.path)
         if archive.ref != LOCAL_REF:
             self.run("tag", archive.ref, LOCAL_REF)
+
+    def pulled_layers(self, remote: str) -> list[str]:
+        out = self.run("image", "inspect", "--format", "{{json .RootFS.Layers}}", remote)
+        layers: list[str] = json.loads(out)
+        return layers
+
+
+class DockyardClient(StoreClient, store.Dockyard):
+    compressions = ("gzip", "zstd")
 
     def push_args(self, remote: str, compression: str) -> list[str]:
         self.run("tag", LOCAL_REF, remote)
@@ -104,19 +113,8 @@ class DockyardClient(Client, store.Dockyard):
     def pull_args(self, remote: str) -> list[str]:
         return ["pull", "-q", remote]
 
-    def pulled_layers(self, remote: str) -> list[str]:
-        out = self.run("image", "inspect", "--format", "{{json .RootFS.Layers}}", remote)
-        layers: list[str] = json.loads(out)
-        return layers
 
-
-class DockerClient(Client, store.Docker):
-    def prepare(self, archive: Archive) -> None:
-        self.reset()
-        self.run("load", "-q", "-i", archive.path)
-        if archive.ref != LOCAL_REF:
-            self.run("tag", archive.ref, LOCAL_REF)
-
+class DockerClient(StoreClient, store.Docker):
     def push_args(self, remote: str, compression: str) -> list[str]:
         self.run("tag", LOCAL_REF, remote)
         return ["push", "-q", remote]
@@ -124,20 +122,9 @@ class DockerClient(Client, store.Docker):
     def pull_args(self, remote: str) -> list[str]:
         return ["pull", "-q", remote]
 
-    def pulled_layers(self, remote: str) -> list[str]:
-        out = self.run("image", "inspect", "--format", "{{json .RootFS.Layers}}", remote)
-        layers: list[str] = json.loads(out)
-        return layers
 
-
-class PodmanClient(Client, store.Podman):
+class PodmanClient(StoreClient, store.Podman):
     compressions = ("gzip", "zstd")
-
-    def prepare(self, archive: Archive) -> None:
-        self.reset()
-        self.run("load", "-q", "-i", archive.path)
-        if archive.ref != LOCAL_REF:
-            self.run("tag", archive.ref, LOCAL_REF)
 
     def push_args(self, remote: str, compression: str) -> list[str]:
         return [
@@ -147,11 +134,6 @@ class PodmanClient(Client, store.Podman):
 
     def pull_args(self, remote: str) -> list[str]:
         return ["pull", "-q", "--tls-verify=false", f"docker://{remote}"]
-
-    def pulled_layers(self, remote: str) -> list[str]:
-        out = self.run("image", "inspect", "--format", "{{json .RootFS.Layers}}", remote)
-        layers: list[str] = json.loads(out)
-        return layers
 
 
 class SkopeoClient(Client):
