@@ -2,12 +2,15 @@
 # The seed's walk-through on a fresh store: make a base image from busybox-static,
 # run it with a terminal (typed into through tmux), commit it twice (author, new CMD),
 # tag, run the server detached with a published port, reach it by IP and by 127.0.0.1,
-# save -> rmi -> load with the same IDs, and run it again.
+# save -> rmi -> load with the same IDs, run it again, push it to a local registry
+# (dockyard registry serve), remove it, pull it back with the same ID and run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-$PWD/.work/demo}
 BIN=$PWD/.venv/bin/dockyard
 PORT=${PORT:-18080}
+RPORT=${RPORT:-15000}  # the local registry
+REGISTRY_PID=
 export DOCKYARD_ROOT=$WORK/store
 TMUX_SOCKET=dockyard-demo-$$
 
@@ -16,6 +19,8 @@ cleanup() {
     ids=$("$BIN" ps -aq 2>/dev/null || true)
     [ -z "$ids" ] || "$BIN" rm -f $ids >/dev/null 2>&1 || true
     ip link del dydemo0 2>/dev/null || true  # the demo's own bridge
+    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null; wait "$REGISTRY_PID" 2>/dev/null; fi
+    return 0
 }
 if [ -d "$DOCKYARD_ROOT" ]; then
     ids=$("$BIN" ps -aq 2>/dev/null || true)
@@ -87,8 +92,22 @@ echo "image ID survived save -> rmi -> load: $AFTER"
 dy run --name b1s3 -d -p "127.0.0.1:$PORT:80" me/b1server:v0.2
 curl -fsS --retry 20 --retry-delay 0 --retry-connrefused "http://127.0.0.1:$PORT/"
 dy rm -f b1s3
+
+# push to a local registry (dockyard's own), remove the image, pull it back
+"$BIN" registry serve --addr "127.0.0.1:$RPORT" --data "$WORK/registry" >"$WORK/registry.log" 2>&1 &
+REGISTRY_PID=$!
+curl -fsS --retry 50 --retry-delay 0 --retry-connrefused "http://127.0.0.1:$RPORT/v2/" >/dev/null
+REMOTE=127.0.0.1:$RPORT/me/b1server:v0.2
+dy tag me/b1server:v0.2 "$REMOTE"
+dy push "$REMOTE"
+dy rmi "$REMOTE" me/b1server:v0.2
+dy pull "$REMOTE"
+dy images --digests
+PULLED=$("$BIN" inspect --format '{{.Id}}' "$REMOTE")
+[ "$PULLED" = "$V2" ] || { echo "image ID changed across push/pull: $V2 -> $PULLED" >&2; exit 1; }
+echo "image ID survived push -> rmi -> pull: $PULLED"
+dy run --rm "$REMOTE" cat /data/www/html/index.html
 dy system check
 dy info | sed -n '1,16p'
 echo
-echo "demo finished: the store is at $DOCKYARD_ROOT"
-echo "(push/pull and the registry server come with the next issues)"
+echo "demo finished: the store is at $DOCKYARD_ROOT, the registry's data at $WORK/registry"

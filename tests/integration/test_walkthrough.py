@@ -2,7 +2,7 @@
 
 busybox -> run -it (typed in a real terminal: tmux) -> commit -a -p -> commit -c CMD ->
 tag -> run -d -p -> inspect IP -> fetch the page by IP and by the published port ->
-save -> rmi -> load -> run again.
+save -> rmi -> load -> run again -> push to a local registry -> rmi -> pull -> run.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from peers import Dockyard, worker_id
+from registry_server import RegistryServer
 
 from tests.integration.conftest import require
 
@@ -149,3 +150,16 @@ def test_seed_walkthrough(dockyard: Dockyard, busybox_tar: Path, tmux: Tmux,
     assert fetch(f"http://127.0.0.1:{port}/").strip() == PAGE
     dy("rm", "-f", "b1s3")
     assert dy("ps", "-aq").stdout.strip() == ""
+
+    # push to a local registry (dockyard's own, a real process), remove, pull it back
+    with RegistryServer(tmp_path / "registry") as registry:
+        remote = f"{registry.host}/me/b1server:v0.2"
+        dy("tag", "me/b1server:v0.2", remote)
+        pushed = dy("push", remote).stdout
+        assert "v0.2: digest: sha256:" in pushed
+        dy("rmi", remote, "me/b1server:v0.2")
+        assert v2 not in dy("images", "-q", "--no-trunc").stdout
+        dy("pull", remote)
+    assert json.loads(dy("inspect", remote).stdout)[0]["Id"] == v2
+    page = dy("run", "--rm", remote, "cat", "/data/www/html/index.html").stdout
+    assert page.strip() == PAGE
